@@ -1,0 +1,146 @@
+"""create_app(config): wiring only. The middleware list is read top to bottom here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import msgspec
+from aiohttp import web
+
+from sluice.config.model import Config, ProviderConfig
+from sluice.errors import ServiceUnavailable, SluiceError
+from sluice.pipeline.accounting import Accounting
+from sluice.pipeline.auth import KeyCache, make_authorize_middleware
+from sluice.pipeline.context import RequestContext, Result
+from sluice.pipeline.core import compose
+from sluice.pricing import PriceBook
+from sluice.providers.registry import create_adapter
+from sluice.routing.router import Router
+from sluice.server import admin_routes, openai_routes
+from sluice.server.render import error_response
+from sluice.server.services import SERVICES, Services
+from sluice.store.base import StoreUnavailable, create_store
+from sluice.store.keys import resolve_hmac_key
+from sluice.store.sqlite import sqlite_path
+from sluice.store.writer import RecordWriter
+from sluice.testing.fake_openai import FakeOpenAI
+from sluice.transport.client import PoolSettings, Transport
+
+log = logging.getLogger("sluice")
+
+#: ``base_url: builtin:demo`` points a provider at the in-process demo upstream.
+DEMO_BASE_URL = "builtin:demo"
+
+
+def validate(config: Config) -> None:
+    """Checks that need the provider registry (``sluice check-config`` runs these too)."""
+    for name, provider in config.providers.items():
+        create_adapter(name, provider)
+
+
+def create_app(config: Config) -> web.Application:
+    validate(config)
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[_errors])
+    app.cleanup_ctx.append(_lifecycle(config))
+    app.add_routes(openai_routes.routes)
+    app.add_routes(admin_routes.routes)
+    return app
+
+
+def _spool_path(config: Config) -> Path:
+    if config.store.url.startswith("sqlite:") and sqlite_path(config.store.url) != ":memory:":
+        return Path(sqlite_path(config.store.url) + ".spool.jsonl")
+    return Path("sluice-records.spool.jsonl")
+
+
+def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        demo: FakeOpenAI | None = None
+        providers: dict[str, ProviderConfig] = dict(config.providers)
+        if any(p.base_url == DEMO_BASE_URL for p in providers.values()):
+            demo = await FakeOpenAI(label="[sluice demo upstream] ").start()
+            log.warning(
+                "serving the built-in DEMO upstream at %s (echoes prompts; not a real model)", demo.base_url
+            )
+            providers = {
+                n: msgspec.structs.replace(p, base_url=demo.base_url) if p.base_url == DEMO_BASE_URL else p
+                for n, p in providers.items()
+            }
+        adapters = {name: create_adapter(name, p) for name, p in providers.items()}
+        transport = Transport()
+        for name, p in providers.items():
+            transport.configure(name, PoolSettings(p.max_connections, p.connect_timeout_s))
+        store = create_store(config.store.url)
+        try:
+            await store.open()
+        except StoreUnavailable as exc:
+            raise ServiceUnavailable(f"cannot start: {exc}") from None
+        key_secret = config.server.key_secret.reveal() if config.server.key_secret else None
+        hmac_key = resolve_hmac_key(config.store.url, key_secret)
+        writer = RecordWriter(
+            store, _spool_path(config), flush_interval_s=config.store.flush_interval_s,
+            batch_size=config.store.batch_size, queue_size=config.store.queue_size,
+        )  # fmt: skip
+        await writer.start()
+        keys = KeyCache(store, hmac_key, config.teams, config.store.key_refresh_s)
+        await keys.start()
+        accounting = Accounting(
+            writer, PriceBook.load(config.prices), {n: a.type for n, a in adapters.items()},
+            log_access=config.logging.access_log,
+        )  # fmt: skip
+        router = Router(config.models, providers, adapters, transport, config.server.request_timeout_s)
+
+        async def terminal(ctx: RequestContext) -> Result:
+            return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))
+
+        pipeline = compose(
+            [
+                accounting.middleware,  # outermost: records every outcome below it
+                make_authorize_middleware(frozenset(config.models)),
+            ],
+            terminal,
+        )
+        svc = Services(
+            config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=router,
+            accounting=accounting, pipeline=pipeline, started_at=int(time.time()),
+        )  # fmt: skip
+        app[SERVICES] = svc
+        yield
+        svc.draining = True
+        await keys.stop()
+        await writer.close(timeout_s=config.server.shutdown_grace_s)
+        await transport.close()
+        await store.close()
+        if demo is not None:
+            await demo.stop()
+        log.info("stopped: %d request records written, %d spooled", writer.written, writer.spooled)
+
+    return lifecycle
+
+
+_STATUS_MESSAGES = {404: "no such endpoint", 405: "method not allowed on this endpoint"}
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Callable[[web.Request], object]) -> web.StreamResponse:
+    """Last line of defence: every failure leaves as an error object, never a stack trace."""
+    try:
+        return await handler(request)  # type: ignore[misc, no-any-return]
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        err = SluiceError(f"{_STATUS_MESSAGES.get(exc.status, exc.reason)}: {request.method} {request.path}")
+        err.status = exc.status
+        err.kind = "not_found" if exc.status == 404 else "bad_request"
+        return error_response(err, None)
+    except StoreUnavailable as exc:
+        log.error("store unavailable during %s: %s", request.path, exc)
+        return error_response(ServiceUnavailable("the gateway's store is unavailable"), None)
+    except SluiceError as exc:
+        return error_response(exc, None)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(SluiceError("internal gateway error"), None)

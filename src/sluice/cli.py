@@ -1,0 +1,223 @@
+"""``sluice serve | check-config | keys ... | spend``.
+
+Every command finds its policy file through ``--config FILE`` or ``SLUICE_CONFIG``; without
+either, the bundled demo policy (SQLite in ./sluice.db, the built-in demo upstream) is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from sluice.config import Config, load_config
+from sluice.errors import ConfigError, SluiceError
+from sluice.store.base import Store, StoreUnavailable, create_store
+from sluice.store.keys import new_key, resolve_hmac_key
+from sluice.store.records import GROUP_BY_VALUES
+
+T = TypeVar("T")
+
+
+def _config_path(path: str | None) -> Path:
+    chosen = path or os.environ.get("SLUICE_CONFIG")
+    if chosen:
+        return Path(chosen)
+    return Path(str(resources.files("sluice.config").joinpath("demo.yaml")))
+
+
+def _load(path: str | None) -> Config:
+    try:
+        config = load_config(_config_path(path))
+        from sluice.app import validate
+
+        validate(config)
+        return config
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+config_option = click.option(
+    "--config", "config_path", envvar="SLUICE_CONFIG", type=click.Path(dir_okay=False),
+    help="Policy file (default: $SLUICE_CONFIG, else the bundled demo policy).",
+)  # fmt: skip
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group()
+@click.version_option(package_name="sluice-gateway")
+def main() -> None:
+    """Sluice: the control plane for LLM traffic."""
+
+
+@main.command()
+@config_option
+@click.option("--host", help="Override server.host.")
+@click.option("--port", type=int, help="Override server.port.")
+@click.option("--workers", type=int, help="Processes sharing the port (needs state.url: redis://...).")
+def serve(config_path: str | None, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the gateway."""
+    from sluice.server.runner import run
+
+    config = _load(config_path)
+    try:
+        run(config, _config_path(config_path), host=host, port=port, workers=workers)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@main.command("check-config")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def check_config(path: str | None) -> None:
+    """Validate a policy file (unknown keys, types, env secrets, references) and exit."""
+    config = _load(path)
+    click.echo(
+        f"ok: {len(config.providers)} providers, {len(config.models)} models, {len(config.teams)} teams"
+    )
+
+
+def _with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = create_store(config.store.url)
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except (StoreUnavailable, SluiceError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    widths = {c: max([len(c)] + [len(_cell(r.get(c))) for r in rows]) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for r in rows:
+        click.echo("  ".join(_cell(r.get(c)).ljust(widths[c]) for c in columns))
+
+
+def _cell(v: object) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    if isinstance(v, float):
+        return f"{v:.6f}"
+    return str(v)
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke gateway keys."""
+
+
+@keys.command("create")
+@config_option
+@click.option("--team", required=True, help="Team the key belongs to (declared under teams:).")
+@click.option("--user", help="End user the key acts for.")
+@click.option("--name", help="A label for people.")
+@click.option("--models", help="Comma-separated allow-list of model names.")
+@json_option
+def keys_create(
+    config_path: str | None, team: str, user: str | None, name: str | None, models: str | None, as_json: bool
+) -> None:
+    """Create a key and print its secret (shown only this once)."""
+    from sluice.server.admin_routes import key_view, validate_key_request
+
+    config = _load(config_path)
+    model_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    try:
+        validate_key_request(config.models, config.teams, team, model_list)
+    except SluiceError as exc:
+        raise click.ClickException(exc.message) from None
+    secret_cfg = config.server.key_secret.reveal() if config.server.key_secret else None
+    try:
+        hmac_key = resolve_hmac_key(config.store.url, secret_cfg)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+    secret, record = new_key(
+        hmac_key,
+        team=team,
+        user=user,
+        name=name,
+        models=tuple(model_list) if model_list is not None else None,
+    )
+    _with_store(config, lambda s: s.create_key(record))
+    view = {**key_view(record), "key": secret}
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+    else:
+        click.echo(f"created {record.id} for team {team}")
+        click.echo(f"key: {secret}")
+        click.echo("(the key is shown only once: store it now)", err=True)
+
+
+@keys.command("list")
+@config_option
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@json_option
+def keys_list(config_path: str | None, include_revoked: bool, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    from sluice.server.admin_routes import key_view
+
+    config = _load(config_path)
+    records = _with_store(config, lambda s: s.list_keys(include_revoked=include_revoked))
+    _emit(
+        [key_view(k) for k in records],
+        as_json,
+        ["id", "prefix", "team", "user", "name", "models", "created_at", "revoked_at"],
+    )
+
+
+@keys.command("revoke")
+@config_option
+@click.argument("key_id")
+def keys_revoke(config_path: str | None, key_id: str) -> None:
+    """Revoke a key: every replica refuses it within store.key_refresh_s."""
+    config = _load(config_path)
+    if not _with_store(config, lambda s: s.revoke_key(key_id, time.time())):
+        raise click.ClickException(f"no active key with id '{key_id}'")
+    click.echo(f"revoked {key_id}")
+
+
+@main.command()
+@config_option
+@click.option("--by", "group_by", type=click.Choice(GROUP_BY_VALUES), default="team", show_default=True)
+@click.option("--since", help="2026-11-01, an ISO time, or 7d / 24h ago.")
+@json_option
+def spend(config_path: str | None, group_by: str, since: str | None, as_json: bool) -> None:
+    """Requests, tokens and cost, grouped."""
+    from sluice.server.admin_routes import parse_since
+
+    config = _load(config_path)
+    try:
+        since_ts = parse_since(since)
+    except SluiceError as exc:
+        raise click.ClickException(exc.message) from None
+    rows = _with_store(config, lambda s: s.spend(group_by, since_ts))  # type: ignore[arg-type]
+    out = [
+        {group_by: r.group, "requests": r.requests, "errors": r.errors, "prompt_tokens": r.prompt_tokens,
+         "completion_tokens": r.completion_tokens, "cost_usd": round(r.cost_usd, 8)}
+        for r in rows
+    ]  # fmt: skip
+    _emit(out, as_json, [group_by, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd"])
+    if not as_json and since_ts:
+        click.echo(f"(since {datetime.fromtimestamp(since_ts, UTC).isoformat(timespec='seconds')})", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

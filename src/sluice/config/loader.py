@@ -1,0 +1,114 @@
+"""Load the policy file: YAML → typed frozen :class:`Config`, with ``env:NAME`` secrets resolved.
+
+Every failure is a :class:`ConfigError` whose message names the key's path (``$.providers.x.api_key``).
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from sluice.config.model import Config, Secret
+from sluice.errors import ConfigError
+
+ENV_PREFIX = "env:"
+
+
+def _make_dec_hook(environ: Mapping[str, str]) -> Any:
+    def dec_hook(typ: type, obj: Any) -> Any:
+        if typ is Secret:
+            if not isinstance(obj, str):
+                raise TypeError("expected a string like 'env:NAME'")
+            if not obj.startswith(ENV_PREFIX):
+                raise ValueError("secrets must be read from the environment: write 'env:NAME'")
+            name = obj[len(ENV_PREFIX) :]
+            if not name:
+                raise ValueError("'env:' needs a variable name")
+            value = environ.get(name)
+            if value is None or value == "":
+                raise ValueError(f"environment variable {name} is not set")
+            return Secret(value, obj)
+        raise NotImplementedError(typ)
+
+    return dec_hook
+
+
+def parse_config(data: Any, environ: Mapping[str, str] | None = None, *, origin: str = "config") -> Config:
+    """Convert already-parsed YAML/JSON data into a validated Config."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the policy file must be a mapping at the top level")
+    env = os.environ if environ is None else environ
+    hook = _make_dec_hook(env)
+    _check_named_entries(data, hook, origin)
+    try:
+        config = msgspec.convert(data, Config, dec_hook=hook, str_keys=True)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    _check_references(config, origin)
+    return config
+
+
+def _check_named_entries(data: dict[str, Any], hook: Any, origin: str) -> None:
+    """msgspec shows mapping keys as ``[...]`` in error paths; convert each named entry of the
+    top-level mappings (providers, models, teams, ...) on its own so the path names it."""
+    for field in msgspec.structs.fields(Config):
+        if typing.get_origin(field.type) is not dict or not isinstance(data.get(field.name), dict):
+            continue
+        value_type = typing.get_args(field.type)[1]
+        for name, entry in data[field.name].items():
+            try:
+                msgspec.convert(entry, value_type, dec_hook=hook, str_keys=True)
+            except msgspec.ValidationError as exc:
+                message = str(exc).replace("`$", f"`$.{field.name}.{name}", 1)
+                if " - at `" not in message:
+                    message += f" - at `$.{field.name}.{name}`"
+                raise ConfigError(f"{origin}: {message}") from None
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy file {p}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    return parse_config(data, environ, origin=str(p))
+
+
+def _check_references(config: Config, origin: str) -> None:
+    """Cross-references that a schema alone cannot express."""
+    for name, model in config.models.items():
+        if not model.targets:
+            raise ConfigError(f"{origin}: model has no targets - at `$.models.{name}.targets`")
+        for i, target in enumerate(model.targets):
+            path = f"$.models.{name}.targets[{i}]"
+            if target.provider not in config.providers:
+                raise ConfigError(f"{origin}: unknown provider '{target.provider}' - at `{path}.provider`")
+            if target.weight <= 0:
+                raise ConfigError(f"{origin}: weight must be positive - at `{path}.weight`")
+    for team_name, team in config.teams.items():
+        for i, model_name in enumerate(team.models or []):
+            if model_name not in config.models:
+                raise ConfigError(
+                    f"{origin}: unknown model '{model_name}' - at `$.teams.{team_name}.models[{i}]`"
+                )
+    if config.server.max_body_bytes <= 0:
+        raise ConfigError(f"{origin}: must be positive - at `$.server.max_body_bytes`")
+    if config.server.workers < 1:
+        raise ConfigError(f"{origin}: must be at least 1 - at `$.server.workers`")
+    if config.server.workers > 1 and config.state.url.startswith("memory:"):
+        raise ConfigError(
+            f"{origin}: server.workers > 1 needs shared state: set state.url to redis://... "
+            "(in-memory limits and budgets would be multiplied by the number of workers) - at `$.server.workers`"
+        )

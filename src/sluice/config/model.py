@@ -1,0 +1,126 @@
+"""The typed, frozen policy model. Every section of the policy file is a Struct here.
+
+Unknown keys are rejected (``forbid_unknown_fields``) so a typo fails at start with its path.
+Secrets are written as ``env:NAME`` and are held in :class:`Secret`, whose repr never shows the value.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class Secret:
+    """A credential read from the environment. ``repr``/``str`` never reveal it."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.source})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 4000
+    #: Bearer key for /admin/*. Without it the admin API answers 403 to everyone.
+    admin_key: Secret | None = None
+    #: HMAC key for hashing gateway keys. Without it a random one is kept in a 0600 file next to a
+    #: SQLite store; PostgreSQL stores require it (every replica must share it).
+    key_secret: Secret | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    request_timeout_s: float = 600.0
+    workers: int = 1
+    #: Seconds a SIGTERM waits for in-flight requests before closing them.
+    shutdown_grace_s: float = 10.0
+
+
+class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    url: str = "sqlite:///./sluice.db"
+    #: How often the background writer flushes request records (seconds).
+    flush_interval_s: float = 0.25
+    batch_size: int = 500
+    #: Records held in memory while the database is slow or down; beyond it, the oldest wait.
+    queue_size: int = 200_000
+    #: How often each replica re-reads keys (revocations by another replica or the CLI).
+    key_refresh_s: float = 1.0
+
+
+class OutageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    budgets: Literal["fail_closed", "fail_open"] = "fail_closed"
+    rate_limits: Literal["local", "fail_open", "fail_closed"] = "local"
+
+
+class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    url: str = "memory://"
+    on_outage: OutageConfig = msgspec.field(default_factory=OutageConfig)
+
+
+class ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    type: str
+    api_key: Secret | None = None
+    base_url: str | None = None
+    api_version: str | None = None
+    region: str | None = None
+    #: Extra static headers sent upstream (e.g. an org id). Not for credentials: use api_key.
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    timeout_s: float = 600.0
+    connect_timeout_s: float = 10.0
+    max_connections: int = 1000
+
+
+class TargetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    provider: str
+    model: str
+    weight: float = 1.0
+    timeout_s: float | None = None
+
+
+class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    targets: list[TargetConfig]
+    strategy: Literal["fallback", "weighted", "least_latency", "least_busy", "cheapest"] = "fallback"
+    owned_by: str = "sluice"
+
+
+class TeamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    #: Models this team's keys may use; None means every configured model.
+    models: list[str] | None = None
+
+
+class PriceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    input_per_mtok: float
+    output_per_mtok: float
+    cache_read_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+
+
+class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Log one JSON line per request (identity, model, tokens, cost, latency; never payloads).
+    access_log: bool = False
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    state: StateConfig = msgspec.field(default_factory=StateConfig)
+    providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
+    models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
+    teams: dict[str, TeamConfig] = msgspec.field(default_factory=dict)
+    prices: dict[str, PriceConfig] = msgspec.field(default_factory=dict)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)

@@ -1,0 +1,179 @@
+"""The one exception hierarchy of Sluice.
+
+Every error that can reach a caller is a :class:`SluiceError`; the server renders it in the
+caller's dialect (OpenAI or Anthropic) from its ``status``, ``kind`` and ``message``.
+
+::
+
+    SluiceError                      status, kind, message, source ("gateway" | "provider")
+    ├── ConfigError                  the policy file is wrong (never reaches a caller: fails start-up)
+    ├── GatewayError                 the caller's request was refused by the gateway
+    │   ├── BadRequest               400 malformed JSON, wrong field types, invalid values
+    │   ├── AuthenticationFailed     401 missing, unknown or revoked gateway key
+    │   ├── PermissionDenied         403 key not allowed to use a model / the admin API
+    │   ├── NotFound                 404 unknown model or route
+    │   ├── PayloadTooLarge          413 body over server.max_body_bytes
+    │   ├── UnsupportedMediaType     415 body is not application/json
+    │   ├── RateLimited              429 a gateway limit fired (retry_after set)
+    │   └── ServiceUnavailable       503 the gateway cannot serve now (draining, state outage)
+    └── ProviderError                an upstream failed; ``kind`` is one of PROVIDER_ERROR_KINDS
+                                     and ``retryable`` tells routing whether another attempt may help
+
+Nothing in a message may contain a secret: messages are built from our own text and from
+upstream error messages, never from request headers or provider credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+ErrorSource = Literal["gateway", "provider"]
+
+#: Normalised provider error kinds. Routing decides on the kind alone.
+PROVIDER_ERROR_KINDS: Final = frozenset(
+    {
+        "auth",
+        "bad_request",
+        "not_found",
+        "rate_limited",
+        "overloaded",
+        "timeout",
+        "server",
+        "context_window",
+        "content_filter",
+        "connection",
+        "bad_response",
+    }
+)
+
+_RETRYABLE_KINDS: Final = frozenset(
+    {"rate_limited", "overloaded", "timeout", "server", "connection", "bad_response"}
+)
+
+#: HTTP status the gateway answers with for each provider error kind.
+_KIND_STATUS: Final = {
+    "auth": 502,  # the gateway's provider credentials are wrong: not the caller's fault
+    "bad_request": 400,
+    "not_found": 404,
+    "rate_limited": 429,
+    "overloaded": 503,
+    "timeout": 504,
+    "server": 502,
+    "context_window": 400,
+    "content_filter": 400,
+    "connection": 502,
+    "bad_response": 502,
+}
+
+
+class SluiceError(Exception):
+    """Base class: an error with an HTTP status that can be rendered to a caller."""
+
+    status: int = 500
+    kind: str = "internal"
+    source: ErrorSource = "gateway"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+        self.retry_after: float | None = None
+        self.should_retry: bool | None = None
+        #: Extra response headers (e.g. x-ratelimit-*); never credentials.
+        self.headers: dict[str, str] = {}
+
+
+class ConfigError(SluiceError):
+    """The policy file (or an env secret it references) is invalid."""
+
+    kind = "config"
+
+
+class GatewayError(SluiceError):
+    """The gateway refused the request."""
+
+
+class BadRequest(GatewayError):
+    status = 400
+    kind = "bad_request"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    kind = "auth"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    kind = "permission"
+
+
+class NotFound(GatewayError):
+    status = 404
+    kind = "not_found"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    kind = "too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    kind = "unsupported_media_type"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    kind = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        should_retry: bool | None = None,
+        code: str | None = "rate_limit_exceeded",
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+        self.should_retry = should_retry
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    kind = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderError(SluiceError):
+    """An upstream provider failed. ``kind`` is normalised; ``upstream_status`` is what it sent."""
+
+    source: ErrorSource = "provider"
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        provider: str,
+        upstream_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        if kind not in PROVIDER_ERROR_KINDS:
+            raise ValueError(f"unknown provider error kind {kind!r}")
+        super().__init__(f"provider '{provider}' failed: {message}")
+        self.kind = kind
+        self.provider = provider
+        self.upstream_status = upstream_status
+        self.status = _KIND_STATUS[kind]
+        self.retry_after = retry_after
+        self.code = kind
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in _RETRYABLE_KINDS

@@ -1,0 +1,1 @@
+"""The ordered middleware chain every request passes through."""

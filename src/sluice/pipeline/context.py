@@ -1,0 +1,102 @@
+"""What one request carries through the pipeline, and the middleware signature."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+from sluice.errors import SluiceError
+from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
+from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
+
+Dialect: TypeAlias = Literal["openai", "anthropic"]
+Endpoint: TypeAlias = Literal["chat", "embeddings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller: a gateway key and what it may do."""
+
+    key_id: str
+    team: str
+    user: str | None
+    name: str | None
+    #: Models this key may use (key allow-list ∩ team allow-list); None = all configured models.
+    models: frozenset[str] | None
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream attempt, for the request record."""
+
+    provider: str
+    model: str
+    status: int | None = None
+    error_kind: str | None = None
+    latency_ms: float = 0.0
+
+
+class ChunkStream:
+    """A streamed answer: canonical chunks plus what routing learnt before the first byte.
+
+    Middlewares wrap ``chunks`` with their own async generators (count tokens, settle budgets);
+    ``aclose`` must reach the innermost generator so the upstream connection is released.
+    """
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, chunks: AsyncIterator[ChatChunk]) -> None:
+        self.chunks = chunks
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+Result: TypeAlias = ChatResponse | ChunkStream | EmbeddingResponse
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    dialect: Dialect
+    endpoint: Endpoint
+    #: The raw credential the caller presented. Only auth reads it; never logged or stored.
+    presented_key: str | None
+    chat: ChatRequest | None = None
+    embedding: EmbeddingRequest | None = None
+    requested_model: str = ""
+    user: str | None = None
+    tags: tuple[str, ...] = ()
+    task: str | None = None
+    principal: Principal | None = None
+    started: float = field(default_factory=time.perf_counter)
+    started_wall: float = field(default_factory=time.time)
+    # Filled in by routing:
+    route: str | None = None
+    provider: str | None = None
+    served_model: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    # Filled in as the answer is produced:
+    usage: Usage | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    status: int = 200
+    error: SluiceError | None = None
+    note: str | None = None
+    #: Extra headers for the caller's response (x-ratelimit-*, ...), set by middlewares.
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stream(self) -> bool:
+        return self.chat is not None and self.chat.stream
+
+
+CallNext: TypeAlias = Callable[[RequestContext], Awaitable[Result]]
+Middleware: TypeAlias = Callable[[RequestContext, CallNext], Awaitable[Result]]

@@ -1,0 +1,114 @@
+"""The provider adapter protocols. Adapters are pure translators: no I/O, no transport, no store.
+
+An adapter is made once per configured provider (``registry.create_adapter``) and holds that
+provider's base URL and credential. ``routing`` hands its requests to ``transport`` and its
+responses back to the adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from sluice.errors import ProviderError
+from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse
+from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
+from sluice.schema.upstream import UpstreamRequest, UpstreamResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One place a model can be served: a configured provider and the model name it knows."""
+
+    provider: str
+    model: str
+    weight: float = 1.0
+    timeout_s: float | None = None
+
+
+class StreamDecoder(Protocol):
+    """Stateful decoder of one upstream stream into canonical chunks.
+
+    ``feed`` takes the bytes as they arrive (any split) and returns the chunks completed by them.
+    It raises :class:`ProviderError` on an in-stream error event. ``finish`` is called at end of
+    body: it returns any chunk still pending and raises ``ProviderError(kind="bad_response")`` if
+    the stream ended before the provider said it was complete (a cut stream must never look whole).
+    """
+
+    def feed(self, data: bytes) -> list[ChatChunk]: ...
+
+    def finish(self) -> list[ChatChunk]: ...
+
+
+class ChatAdapter(Protocol):
+    """Translate canonical chat requests to one provider's wire format and back.
+
+    Every method is pure and cheap. ``parse_response`` raises ``ProviderError(kind="bad_response")``
+    on a body it cannot read. ``parse_error`` is called for any non-2xx status and never raises.
+    Usage in results is normalised to OpenAI's convention (prompt_tokens includes cached tokens).
+    """
+
+    name: str
+    type: str
+
+    def build_request(self, req: ChatRequest, target: Target) -> UpstreamRequest: ...
+
+    def parse_response(self, resp: UpstreamResponse, req: ChatRequest) -> ChatResponse: ...
+
+    def stream_decoder(self, req: ChatRequest) -> StreamDecoder: ...
+
+    def parse_error(self, resp: UpstreamResponse) -> ProviderError: ...
+
+
+@runtime_checkable
+class EmbeddingAdapter(Protocol):
+    """Optional: providers that serve embeddings implement this as well."""
+
+    def build_embedding_request(self, req: EmbeddingRequest, target: Target) -> UpstreamRequest: ...
+
+    def parse_embedding_response(
+        self, resp: UpstreamResponse, req: EmbeddingRequest
+    ) -> EmbeddingResponse: ...
+
+
+def parse_retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds only; dates ignored)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    sec = headers.get("retry-after")
+    if sec:
+        try:
+            return max(0.0, float(sec))
+        except ValueError:
+            return None
+    return None
+
+
+def scrub(text: str, secret: str | None, limit: int = 500) -> str:
+    """Shorten an upstream message and remove the provider credential if it was echoed back."""
+    if secret and len(secret) >= 8 and secret in text:
+        text = text.replace(secret, "[redacted]")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def kind_for_status(status: int) -> str:
+    """The normalised error kind an HTTP status means when the body says nothing more precise."""
+    if status in (401, 403):
+        return "auth"
+    if status == 404:
+        return "not_found"
+    if status in (408, 504):
+        return "timeout"
+    if status == 413:
+        return "context_window"
+    if status == 429:
+        return "rate_limited"
+    if status in (503, 529):
+        return "overloaded"
+    if 400 <= status < 500:
+        return "bad_request"
+    return "server"

@@ -1,0 +1,30 @@
+"""The one place that maps a provider ``type`` in the policy file to its adapter class.
+
+Adding a provider: one package under ``providers/``, one line in ``ADAPTERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from sluice.config.model import ProviderConfig
+from sluice.errors import ConfigError
+from sluice.providers.base import ChatAdapter
+from sluice.providers.openai import OpenAIAdapter
+
+AdapterFactory = Callable[[str, ProviderConfig], ChatAdapter]
+
+ADAPTERS: Final[dict[str, AdapterFactory]] = {
+    "openai": OpenAIAdapter,
+}
+
+
+def create_adapter(name: str, config: ProviderConfig) -> ChatAdapter:
+    factory = ADAPTERS.get(config.type)
+    if factory is None:
+        known = ", ".join(sorted(ADAPTERS))
+        raise ConfigError(
+            f"unknown provider type '{config.type}' (known: {known}) - at `$.providers.{name}.type`"
+        )
+    return factory(name, config)

@@ -1,0 +1,1 @@
+"""Pick targets, attempt, fall back, time out."""

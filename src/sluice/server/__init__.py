@@ -1,0 +1,1 @@
+"""aiohttp routes: parse the dialect → run the pipeline → render. Handlers stay thin."""

@@ -1,0 +1,57 @@
+"""Rendering results and errors to the caller, per dialect."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+
+from sluice.errors import SluiceError
+from sluice.pipeline.context import RequestContext
+from sluice.schema import openai as openai_dialect
+
+log = logging.getLogger("sluice.server")
+
+ErrorBody = Callable[[SluiceError], bytes]
+
+JSON = "application/json"
+
+
+def base_headers(ctx: RequestContext) -> dict[str, str]:
+    headers = {"x-request-id": ctx.request_id}
+    if ctx.provider is not None:
+        headers["x-sluice-provider"] = ctx.provider
+    if ctx.served_model is not None:
+        headers["x-sluice-model"] = ctx.served_model
+    if ctx.attempts:
+        headers["x-sluice-attempts"] = str(len(ctx.attempts))
+    if ctx.route is not None:
+        headers["x-sluice-route"] = ctx.route
+    if ctx.response_headers:
+        headers.update(ctx.response_headers)
+    return headers
+
+
+def error_headers(exc: SluiceError) -> dict[str, str]:
+    headers: dict[str, str] = {"x-sluice-error-source": exc.source}
+    if exc.status in (429, 503) or exc.retry_after is not None:
+        headers["retry-after"] = str(max(0, round(exc.retry_after if exc.retry_after is not None else 1)))
+    if exc.should_retry is not None:
+        headers["x-should-retry"] = "true" if exc.should_retry else "false"
+    headers.update(exc.headers)
+    return headers
+
+
+def error_response(
+    exc: SluiceError, ctx: RequestContext | None, body: ErrorBody = openai_dialect.error_body
+) -> web.Response:
+    headers = base_headers(ctx) if ctx is not None else {}
+    headers.update(error_headers(exc))
+    return web.Response(status=exc.status, body=body(exc), content_type=JSON, headers=headers)
+
+
+def json_response(payload: bytes, ctx: RequestContext | None, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=payload, content_type=JSON, headers=base_headers(ctx) if ctx is not None else None
+    )

@@ -1,0 +1,37 @@
+"""What the route handlers need, assembled once by ``app.create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from sluice.config.model import Config
+from sluice.pipeline.accounting import Accounting
+from sluice.pipeline.auth import KeyCache
+from sluice.pipeline.context import CallNext
+from sluice.routing.router import Router
+from sluice.store.base import Store
+from sluice.store.writer import RecordWriter
+
+
+@dataclass(slots=True)
+class Services:
+    config: Config
+    store: Store
+    writer: RecordWriter
+    keys: KeyCache
+    hmac_key: bytes
+    router: Router
+    accounting: Accounting
+    #: The composed middleware chain for chat and embeddings.
+    pipeline: CallNext
+    started_at: int = 0
+    draining: bool = field(default=False)
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("sluice_services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]

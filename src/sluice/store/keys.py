@@ -1,0 +1,80 @@
+"""Gateway key secrets: generation and HMAC-SHA256 hashing. The secret is shown once, never stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+
+from sluice.errors import ConfigError
+from sluice.store.records import KeyRecord
+from sluice.store.sqlite import sqlite_path
+
+KEY_PREFIX = "sk-sluice-"
+
+
+def hash_key(secret: str, hmac_key: bytes) -> str:
+    return hmac.new(hmac_key, secret.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def new_key(
+    hmac_key: bytes,
+    *,
+    team: str,
+    user: str | None = None,
+    name: str | None = None,
+    models: tuple[str, ...] | None = None,
+) -> tuple[str, KeyRecord]:
+    """Make a key: returns (the secret to show once, the record to store)."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    record = KeyRecord(
+        id="key_" + secrets.token_hex(8),
+        hash=hash_key(secret, hmac_key),
+        prefix=secret[: len(KEY_PREFIX) + 6],
+        team=team,
+        user=user,
+        name=name,
+        models=models,
+        created_at=time.time(),
+    )
+    return secret, record
+
+
+def resolve_hmac_key(store_url: str, configured: str | None) -> bytes:
+    """The HMAC key: ``server.key_secret`` if set; for SQLite, a local key file next to the database."""
+    if configured:
+        return configured.encode("utf-8")
+    if store_url.startswith("sqlite:"):
+        path = sqlite_path(store_url)
+        if path == ":memory:":
+            return secrets.token_bytes(32)
+        return load_or_create_hmac_key(Path(path + ".key"))
+    raise ConfigError(
+        "a shared store needs server.key_secret (env:NAME) so every replica hashes keys alike "
+        "- at `$.server.key_secret`"
+    )
+
+
+def load_or_create_hmac_key(path: Path) -> bytes:
+    """The local HMAC key for a SQLite store: created once with mode 0600 next to the database."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: wait for it to write, use theirs
+        for _ in range(100):
+            text = path.read_text().strip()
+            if len(text) == 64:
+                return bytes.fromhex(text)
+            time.sleep(0.01)
+        raise
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex())
+    return key

@@ -1,0 +1,76 @@
+"""Rows the store keeps: gateway keys, request records, spend summaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+GroupBy: TypeAlias = Literal["team", "key", "user", "model", "day", "provider"]
+GROUP_BY_VALUES: tuple[GroupBy, ...] = ("team", "key", "user", "model", "day", "provider")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: str
+    #: HMAC-SHA256 of the secret, hex. The secret itself is never stored.
+    hash: str
+    #: The first characters of the secret, for people to recognise a key in listings.
+    prefix: str
+    team: str
+    user: str | None = None
+    name: str | None = None
+    models: tuple[str, ...] | None = None
+    created_at: float = 0.0
+    revoked_at: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrent: int | None = None
+    budget_usd: float | None = None
+    budget_period: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    id: str
+    ts: float
+    endpoint: str
+    key_id: str | None
+    team: str | None
+    user: str | None
+    tags: list[str] = field(default_factory=list)
+    requested_model: str | None = None
+    served_model: str | None = None
+    provider: str | None = None
+    route: str | None = None
+    stream: bool = False
+    status: int = 200
+    #: "gateway" or "provider" when the request failed.
+    error_source: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    attempts: int = 0
+    #: JSON list of {provider, model, status, error_kind, latency_ms}.
+    attempts_detail: str = "[]"
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    group: str | None
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float

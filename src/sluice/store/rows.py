@@ -1,0 +1,35 @@
+"""Conversions between records and database rows, shared by both backends."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import astuple
+from typing import Any
+
+from sluice.store.records import KeyRecord, RequestRecord
+
+
+def key_to_row(key: KeyRecord, updated_at: float) -> tuple[Any, ...]:
+    return (
+        key.id, key.hash, key.prefix, key.team, key.user, key.name,
+        json.dumps(list(key.models)) if key.models is not None else None,
+        key.created_at, key.revoked_at, key.rpm, key.tpm, key.concurrent, key.budget_usd,
+        key.budget_period, updated_at,
+    )  # fmt: skip
+
+
+def key_from_row(row: Sequence[Any]) -> KeyRecord:
+    models = json.loads(row[6]) if row[6] is not None else None
+    return KeyRecord(
+        id=row[0], hash=row[1], prefix=row[2], team=row[3], user=row[4], name=row[5],
+        models=tuple(models) if models is not None else None, created_at=row[7], revoked_at=row[8],
+        rpm=row[9], tpm=row[10], concurrent=row[11], budget_usd=row[12], budget_period=row[13],
+    )  # fmt: skip
+
+
+def request_to_row(rec: RequestRecord) -> tuple[Any, ...]:
+    values = list(astuple(rec))
+    values[6] = json.dumps(rec.tags)  # tags
+    values[11] = int(rec.stream)
+    return tuple(values)

@@ -1,0 +1,135 @@
+"""SQLite backend (the embedded default): WAL mode, one dedicated thread for all database work,
+so the event loop never blocks on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from sluice.store.base import StoreUnavailable
+from sluice.store.records import GroupBy, KeyRecord, RequestRecord, SpendRow
+from sluice.store.rows import key_from_row, key_to_row, request_to_row
+from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, ddl
+
+T = TypeVar("T")
+_KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
+_REQ_INSERT = (
+    f"INSERT OR IGNORE INTO requests ({', '.join(REQUEST_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)})"
+)
+_KEY_INSERT = f"INSERT INTO keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join('?' for _ in KEY_COLUMNS)})"
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///relative.db`` → ``relative.db``; ``sqlite:////abs.db`` → ``/abs.db``."""
+    path = url.split("sqlite://", 1)[1]
+    if path.startswith("/"):
+        path = path[1:]
+    return path or ":memory:"
+
+
+class SQLiteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        return cls(sqlite_path(url))
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._conn is None:
+                raise StoreUnavailable("store is not open")
+            try:
+                return fn(self._conn)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            for stmt in ddl("REAL", "INTEGER"):
+                conn.execute(stmt)
+            self._conn = conn
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open sqlite database {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def create_key(self, key: KeyRecord) -> None:
+        row = key_to_row(key, time.time())
+        await self._run(lambda c: c.execute(_KEY_INSERT, row))
+
+    async def list_keys(self, *, include_revoked: bool = True) -> list[KeyRecord]:
+        sql = _KEY_SELECT + ("" if include_revoked else " WHERE revoked_at IS NULL") + " ORDER BY created_at"
+        rows = await self._run(lambda c: c.execute(sql).fetchall())
+        return [key_from_row(r) for r in rows]
+
+    async def revoke_key(self, key_id: str, at: float) -> bool:
+        def revoke(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE keys SET revoked_at = ?, updated_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (at, time.time(), key_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._run(revoke)
+
+    async def keys_version(self) -> tuple[float, int]:
+        row = await self._run(lambda c: c.execute("SELECT max(updated_at), count(*) FROM keys").fetchone())
+        return (float(row[0] or 0.0), int(row[1]))
+
+    async def insert_requests(self, records: Sequence[RequestRecord]) -> None:
+        rows = [request_to_row(r) for r in records]
+
+        def insert(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN")
+            try:
+                c.executemany(_REQ_INSERT, rows)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+        await self._run(insert)
+
+    async def spend(self, group_by: GroupBy, since: float | None) -> list[SpendRow]:
+        col = "strftime('%Y-%m-%d', ts, 'unixepoch')" if group_by == "day" else GROUP_COLUMNS[group_by]
+        sql = (
+            f"SELECT {col} AS g, count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
+            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0) "
+            "FROM requests WHERE ts >= ? GROUP BY g ORDER BY g"
+        )
+        rows = await self._run(lambda c: c.execute(sql, (since or 0.0,)).fetchall())
+        return [SpendRow(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in rows]
+
+    async def count_requests(self) -> int:
+        row = await self._run(lambda c: c.execute("SELECT count(*) FROM requests").fetchone())
+        return int(row[0])

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sluice.config import load_config, parse_config
+from sluice.errors import ConfigError
+
+EXAMPLE = """
+server: {port: 4000, admin_key: env:ADMIN}
+providers:
+  openai: {type: openai, api_key: env:OPENAI_API_KEY}
+models:
+  gpt-4o-mini: {targets: [{provider: openai, model: gpt-4o-mini}]}
+teams:
+  search: {models: [gpt-4o-mini]}
+"""
+
+
+def test_loads_and_hides_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(EXAMPLE)
+    config = load_config(path, {"OPENAI_API_KEY": "sk-real-secret", "ADMIN": "adm"})
+    key = config.providers["openai"].api_key
+    assert key is not None and key.reveal() == "sk-real-secret"
+    assert "sk-real-secret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"server": {"prot": 1}}, "$.server"),
+        ({"server": {"port": "x"}}, "$.server.port"),
+        (
+            {"providers": {"o": {"type": "openai", "api_key": "env:MISSING"}}},
+            "MISSING is not set - at `$.providers.o.api_key`",
+        ),
+        ({"providers": {"o": {"type": "openai", "api_key": "sk-inline"}}}, "env:NAME"),
+        (
+            {"models": {"m": {"targets": [{"provider": "nope", "model": "x"}]}}},
+            "$.models.m.targets[0].provider",
+        ),
+        ({"teams": {"t": {"models": ["ghost"]}}}, "$.teams.t.models[0]"),
+        ({"server": {"workers": 2}}, "redis"),
+        ({"limits_typo": {}}, "limits_typo"),
+    ],
+)
+def test_errors_name_the_path(data: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, {})
+    assert needle in err.value.message
+    assert "sk-inline" not in err.value.message
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("server: [")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(path, {})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "none.yaml", {})
+
+
+def test_bundled_demo_config_is_valid() -> None:
+    from importlib import resources
+
+    path = Path(str(resources.files("sluice.config").joinpath("demo.yaml")))
+    config = load_config(path, {})
+    assert config.providers["demo"].base_url == "builtin:demo"
