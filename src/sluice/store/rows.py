@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import astuple
 from typing import Any
 
 from sluice.store.records import KeyRecord, RequestRecord
@@ -28,8 +27,11 @@ def key_from_row(row: Sequence[Any]) -> KeyRecord:
     )  # fmt: skip
 
 
-def request_to_row(rec: RequestRecord) -> tuple[Any, ...]:
-    values = list(astuple(rec))
-    values[6] = json.dumps(rec.tags)  # tags
-    values[11] = int(rec.stream)
-    return tuple(values)
+def request_to_row(r: RequestRecord) -> tuple[Any, ...]:
+    # Spelled out (not dataclasses.astuple, which deep-copies): this runs for every request.
+    return (
+        r.id, r.ts, r.endpoint, r.key_id, r.team, r.user, json.dumps(r.tags), r.requested_model,
+        r.served_model, r.provider, r.route, int(r.stream), r.status, r.error_source, r.error_kind,
+        r.error_message, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cache_write_tokens,
+        r.reasoning_tokens, r.cost_usd, r.latency_ms, r.ttft_ms, r.attempts, r.attempts_detail, r.note,
+    )  # fmt: skip

@@ -1,22 +1,21 @@
-"""Pooled aiohttp client: the only code that opens connections to upstream providers.
+"""The only code that opens connections to upstream providers.
 
-One ``ClientSession`` per configured provider, so each provider's pool is sized by its own
-``max_connections`` (aiohttp's default cap of 100 would silently queue requests under load).
-Redirects are never followed: the upstream URL comes from the policy file alone.
+One keep-alive pool per (provider, host), each sized by the provider's ``max_connections`` (a
+low default cap would silently queue requests under load). Requests go out over the lean HTTP/1.1
+client in ``http1.py``. Redirects are never followed: the upstream URL comes from the policy alone.
 Network failures become :class:`ProviderError` with kind ``connection`` or ``timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from sluice.errors import ProviderError
 from sluice.schema.upstream import UpstreamRequest, UpstreamResponse
+from sluice.transport.http1 import ConnectionFailed, HostPool, Response
 
 #: Largest non-streamed upstream body the gateway will read (protects memory).
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -41,21 +40,22 @@ class Deadline:
 class UpstreamStream:
     """An open streaming response. Iterate ``chunks()``; always ``close()`` (also on cancel)."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, provider: str, idle_s: float | None) -> None:
+    def __init__(self, resp: Response, provider: str, idle_s: float | None) -> None:
         self.status = resp.status
-        self.headers = {k.lower(): v for k, v in resp.headers.items()}
+        self.headers = resp.headers
         self._resp = resp
         self._provider = provider
         self._idle_s = idle_s
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        content = self._resp.content
+        resp = self._resp
         try:
             while True:
                 if self._idle_s is None:
-                    data = await content.readany()
+                    data = await resp.next_chunk()
                 else:
-                    data = await asyncio.wait_for(content.readany(), self._idle_s)
+                    async with asyncio.timeout(self._idle_s):
+                        data = await resp.next_chunk()
                 if not data:
                     return
                 yield data
@@ -63,9 +63,9 @@ class UpstreamStream:
             raise ProviderError(
                 "timeout", f"the stream stalled for more than {self._idle_s:g}s", provider=self._provider
             ) from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
+        except ConnectionFailed as exc:
             raise ProviderError(
-                "connection", f"the stream was cut ({type(exc).__name__})", provider=self._provider
+                "connection", f"the stream was cut ({exc})", provider=self._provider
             ) from None
 
     async def read_all(self) -> bytes:
@@ -76,92 +76,112 @@ class UpstreamStream:
         self._resp.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    pool_key: tuple[str, str, str, int]
+    path: str
+
+
 class Transport:
     def __init__(self) -> None:
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._pools: dict[tuple[str, str, str, int], HostPool] = {}
         self._settings: dict[str, PoolSettings] = {}
+        self._endpoints: dict[tuple[str, str], _Endpoint] = {}
 
     def configure(self, provider: str, settings: PoolSettings) -> None:
         self._settings[provider] = settings
 
-    def _session(self, provider: str) -> aiohttp.ClientSession:
-        session = self._sessions.get(provider)
-        if session is None:
-            settings = self._settings.get(provider, PoolSettings())
-            connector = aiohttp.TCPConnector(
-                limit=settings.max_connections,
-                limit_per_host=0,
-                ttl_dns_cache=300,
-                enable_cleanup_closed=True,
-                keepalive_timeout=30,
-                family=socket.AF_UNSPEC,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s),
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-                trust_env=False,
-            )
-            self._sessions[provider] = session
-        return session
+    def _endpoint(self, provider: str, url: str) -> _Endpoint:
+        key = (provider, url)
+        ep = self._endpoints.get(key)
+        if ep is None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ProviderError(
+                    "bad_request", f"unsupported upstream URL scheme {parts.scheme!r}", provider=provider
+                )
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            ep = _Endpoint((provider, parts.scheme, parts.hostname, port), path)
+            if len(self._endpoints) < 10_000:  # URLs come from the policy; bound it regardless
+                self._endpoints[key] = ep
+        return ep
 
-    async def _open(self, req: UpstreamRequest, deadline: Deadline) -> aiohttp.ClientResponse:
-        timeout = aiohttp.ClientTimeout(
-            total=None if req.stream else deadline.total_s,
-            sock_connect=self._settings.get(req.provider, PoolSettings()).connect_timeout_s,
-            sock_read=deadline.first_byte_s if req.stream else None,
-        )
-        try:
-            return await self._session(req.provider).request(
-                req.method,
-                req.url,
-                data=req.body,
-                headers=req.headers,
-                allow_redirects=False,
-                timeout=timeout,
+    def _pool(self, ep: _Endpoint) -> HostPool:
+        pool = self._pools.get(ep.pool_key)
+        if pool is None:
+            provider, scheme, host, port = ep.pool_key
+            settings = self._settings.get(provider, PoolSettings())
+            pool = HostPool(
+                scheme,
+                host,
+                port,
+                limit=settings.max_connections,
+                connect_timeout_s=settings.connect_timeout_s,
             )
-        except TimeoutError:
-            raise ProviderError("timeout", "no response in time", provider=req.provider) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise ProviderError(
-                "connection", f"cannot connect ({exc.os_error.strerror or 'refused'})", provider=req.provider
-            ) from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise ProviderError(
-                "connection", f"connection failed ({type(exc).__name__})", provider=req.provider
-            ) from None
+            self._pools[ep.pool_key] = pool
+        return pool
+
+    async def _open(self, req: UpstreamRequest) -> Response:
+        ep = self._endpoint(req.provider, req.url)
+        pool = self._pool(ep)
+        head = _request_head(req.method, ep.path, pool.host_header, req.headers, len(req.body))
+        try:
+            return await pool.request(head, req.body)
+        except ConnectionFailed as exc:
+            raise ProviderError("connection", str(exc), provider=req.provider) from None
 
     async def send(self, req: UpstreamRequest, deadline: Deadline) -> UpstreamResponse:
         """Send a request and read the whole body (``deadline.total_s`` covers both)."""
-        resp = await self._open(req, deadline)
+        resp: Response | None = None
         try:
-            parts: list[bytes] = []
-            size = 0
-            while data := await resp.content.readany():
-                size += len(data)
-                if size > MAX_RESPONSE_BYTES:
-                    raise ProviderError("bad_response", "response body too large", provider=req.provider)
-                parts.append(data)
-            body = parts[0] if len(parts) == 1 else b"".join(parts)
+            async with asyncio.timeout(deadline.total_s):
+                resp = await self._open(req)
+                body = await _read_limited(resp, req.provider)
         except TimeoutError:
-            raise ProviderError(
-                "timeout", "response body did not arrive in time", provider=req.provider
-            ) from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise ProviderError(
-                "connection", f"body cut ({type(exc).__name__})", provider=req.provider
-            ) from None
-        finally:
-            resp.release()
-        return UpstreamResponse(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+            if resp is not None:
+                resp.close()
+            raise ProviderError("timeout", "no complete response in time", provider=req.provider) from None
+        except ConnectionFailed as exc:
+            raise ProviderError("connection", f"response cut ({exc})", provider=req.provider) from None
+        except BaseException:
+            if resp is not None:
+                resp.close()
+            raise
+        return UpstreamResponse(resp.status, resp.headers, body)
 
     async def open_stream(self, req: UpstreamRequest, deadline: Deadline) -> UpstreamStream:
         """Send a streaming request and return once the status line and headers arrived."""
-        resp = await self._open(req, deadline)
+        try:
+            async with asyncio.timeout(deadline.first_byte_s):
+                resp = await self._open(req)
+        except TimeoutError:
+            raise ProviderError("timeout", "no response in time", provider=req.provider) from None
         return UpstreamStream(resp, req.provider, deadline.idle_s)
 
     async def close(self) -> None:
-        sessions, self._sessions = self._sessions, {}
-        for session in sessions.values():
-            await session.close()
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
+
+
+def _request_head(method: str, path: str, host: str, headers: dict[str, str], length: int) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1\r\nhost: {host}\r\n"]
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise ValueError(f"header {name!r} contains a line break")
+        lines.append(f"{name}: {value}\r\n")
+    lines.append(f"content-length: {length}\r\n\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+async def _read_limited(resp: Response, provider: str) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while data := await resp.next_chunk():
+        size += len(data)
+        if size > MAX_RESPONSE_BYTES:
+            resp.close()
+            raise ProviderError("bad_response", "response body too large", provider=provider)
+        parts.append(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
