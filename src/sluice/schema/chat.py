@@ -15,6 +15,9 @@ from typing import Any, Literal, TypeAlias
 import msgspec
 
 JsonObject: TypeAlias = dict[str, Any]
+UNSET = msgspec.UNSET
+UnsetType = msgspec.UnsetType
+_RAW_NULL = msgspec.Raw(b"null")
 
 
 class _S(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -74,7 +77,8 @@ class FunctionCall(_S):
     arguments: str
 
 
-class ToolCall(_S):
+class ToolCall(msgspec.Struct, kw_only=True):
+    # Not omit_defaults: ``type`` must always be written, even though it is the default.
     id: str
     function: FunctionCall
     type: Literal["function"] = "function"
@@ -87,7 +91,7 @@ class FunctionDef(_S):
     strict: bool | None = None
 
 
-class Tool(_S):
+class Tool(msgspec.Struct, kw_only=True):
     function: FunctionDef
     type: Literal["function"] = "function"
 
@@ -96,7 +100,7 @@ class ToolChoiceFunction(_S):
     name: str
 
 
-class NamedToolChoice(_S):
+class NamedToolChoice(msgspec.Struct, kw_only=True):
     function: ToolChoiceFunction
     type: Literal["function"] = "function"
 
@@ -215,14 +219,23 @@ FinishReason: TypeAlias = str  # stop | length | tool_calls | content_filter | f
 # ---------------------------------------------------------------- response
 
 
-class ResponseMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
-    # ``content`` has no default so it is always written (null for tool calls), as OpenAI does.
-    content: str | None
+class ResponseMessage(msgspec.Struct, kw_only=True):
+    """``content`` and ``refusal`` are always written (null when absent), as OpenAI's schema
+    requires; ``tool_calls`` and ``reasoning`` are omitted when absent (the schema does not allow
+    null there), so None given for them is turned into UNSET."""
+
+    content: str | None = None
     role: Literal["assistant"] = "assistant"
     refusal: str | None = None
-    tool_calls: list[ToolCall] | None = None
-    #: Opaque reasoning state (see Message.reasoning); omitted when empty.
-    reasoning: list[JsonObject] | None = None
+    tool_calls: list[ToolCall] | None | UnsetType = UNSET
+    #: Opaque reasoning state (see Message.reasoning).
+    reasoning: list[JsonObject] | None | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if self.tool_calls is None:
+            self.tool_calls = UNSET
+        if self.reasoning is None:
+            self.reasoning = UNSET
 
 
 class Choice(msgspec.Struct, kw_only=True):
@@ -232,7 +245,7 @@ class Choice(msgspec.Struct, kw_only=True):
     logprobs: msgspec.Raw | None = None
 
 
-class ChatResponse(msgspec.Struct, kw_only=True):
+class ChatResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str = ""
     object: Literal["chat.completion"] = "chat.completion"
     created: int = 0
@@ -269,16 +282,22 @@ class Delta(_S):
 class ChunkChoice(msgspec.Struct, kw_only=True):
     index: int = 0
     delta: Delta
+    #: Always written (null until the last chunk), as OpenAI's schema requires.
     finish_reason: FinishReason | None = None
-    logprobs: msgspec.Raw | None = None
+    #: Omitted unless present: the schema does not allow the ``null`` upstreams often send.
+    logprobs: msgspec.Raw | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if self.logprobs is not UNSET and self.logprobs == _RAW_NULL:
+            self.logprobs = UNSET
 
 
-class ChatChunk(msgspec.Struct, kw_only=True):
+class ChatChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
     # Lenient defaults: some OpenAI-compatible servers (Azure's first chunk) send empty values.
     id: str = ""
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int = 0
     model: str = ""
-    choices: list[ChunkChoice] = msgspec.field(default_factory=list)
+    choices: list[ChunkChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
