@@ -227,9 +227,9 @@ class ResponseMessage(msgspec.Struct, kw_only=True):
     content: str | None = None
     role: Literal["assistant"] = "assistant"
     refusal: str | None = None
-    tool_calls: list[ToolCall] | None | UnsetType = UNSET
+    tool_calls: list[ToolCall] | UnsetType | None = UNSET
     #: Opaque reasoning state (see Message.reasoning).
-    reasoning: list[JsonObject] | None | UnsetType = UNSET
+    reasoning: list[JsonObject] | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
         if self.tool_calls is None:
