@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -12,10 +13,15 @@ from aiohttp import web
 
 from sluice.config.model import Config, ProviderConfig
 from sluice.errors import ServiceUnavailable, SluiceError
+from sluice.limits import Limiter, LogAlerts, WebhookAlerts, open_state
+from sluice.limits.catalog import ConfigCatalog
+from sluice.limits.model import LevelLimits
+from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache, make_authorize_middleware
 from sluice.pipeline.context import RequestContext, Result
 from sluice.pipeline.core import compose
+from sluice.pipeline.quotas import Quotas
 from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router
@@ -87,9 +93,16 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
         await writer.start()
         keys = KeyCache(store, hmac_key, config.teams, config.store.key_refresh_s)
         await keys.start()
+        prices = PriceBook.load(config.prices)
         accounting = Accounting(
-            writer, PriceBook.load(config.prices), {n: a.type for n, a in adapters.items()},
-            log_access=config.logging.access_log,
+            writer, prices, {n: a.type for n, a in adapters.items()}, log_access=config.logging.access_log
+        )
+        limiter, alerts = _limiter(config)
+        counter = TokenCounter()
+        await asyncio.get_running_loop().run_in_executor(None, counter.preload)
+        quotas = Quotas(
+            limiter, counter, ConfigCatalog(config.models, providers, prices),
+            teams={n: LevelLimits(t.rate_limit, t.budget) for n, t in config.teams.items()},
         )  # fmt: skip
         router = Router(config.models, providers, adapters, transport, config.server.request_timeout_s)
 
@@ -100,18 +113,22 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
             [
                 accounting.middleware,  # outermost: records every outcome below it
                 make_authorize_middleware(frozenset(config.models)),
+                quotas,  # rate limits and budgets: reserve before, settle after
             ],
             terminal,
         )
         svc = Services(
             config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=router,
-            accounting=accounting, pipeline=pipeline, started_at=int(time.time()),
+            accounting=accounting, pipeline=pipeline, limiter=limiter, started_at=int(time.time()),
         )  # fmt: skip
         app[SERVICES] = svc
         yield
         svc.draining = True
         await keys.stop()
         await writer.close(timeout_s=config.server.shutdown_grace_s)
+        await limiter.close()
+        if isinstance(alerts, WebhookAlerts):
+            await alerts.close()
         await transport.close()
         await store.close()
         if demo is not None:
@@ -119,6 +136,12 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
         log.info("stopped: %d request records written, %d spooled", writer.written, writer.spooled)
 
     return lifecycle
+
+
+def _limiter(config: Config) -> tuple[Limiter, LogAlerts | WebhookAlerts]:
+    hook = config.alerts.webhook
+    alerts = WebhookAlerts(hook.reveal(), timeout_s=config.alerts.timeout_s) if hook else LogAlerts()
+    return Limiter(open_state(config.state, config.limits), config.limits, alerts=alerts), alerts
 
 
 _STATUS_MESSAGES = {404: "no such endpoint", 405: "method not allowed on this endpoint"}

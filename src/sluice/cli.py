@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import msgspec
 
 from sluice.config import Config, load_config
 from sluice.errors import ConfigError, SluiceError
@@ -131,19 +132,26 @@ def keys() -> None:
 @click.option("--user", help="End user the key acts for.")
 @click.option("--name", help="A label for people.")
 @click.option("--models", help="Comma-separated allow-list of model names.")
+@click.option("--rpm", type=int, help="The key's own limit: requests per minute.")
+@click.option("--tpm", type=int, help="The key's own limit: tokens (input + output) per minute.")
+@click.option("--concurrent", type=int, help="The key's own limit: requests in flight.")
+@click.option("--budget-usd", type=float, help="The key's own USD budget per period.")
+@click.option("--budget-period", type=click.Choice(["daily", "weekly", "monthly"]), help="Default: monthly.")
 @json_option
-def keys_create(
-    config_path: str | None, team: str, user: str | None, name: str | None, models: str | None, as_json: bool
-) -> None:
+def keys_create(config_path: str | None, team: str, models: str | None, as_json: bool, **fields: Any) -> None:
     """Create a key and print its secret (shown only this once)."""
-    from sluice.server.admin_routes import key_view, validate_key_request
+    from sluice.server.admin_routes import KeyCreate, key_view, validate_key_request, with_key_limits
 
     config = _load(config_path)
     model_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
     try:
+        spec = msgspec.convert({"team": team, "models": model_list, **fields}, KeyCreate)
         validate_key_request(config.models, config.teams, team, model_list)
+    except msgspec.ValidationError as exc:
+        raise click.ClickException(f"invalid key limits: {exc}") from None
     except SluiceError as exc:
         raise click.ClickException(exc.message) from None
+    user, name = spec.user, spec.name
     secret_cfg = config.server.key_secret.reveal() if config.server.key_secret else None
     try:
         hmac_key = resolve_hmac_key(config.store.url, secret_cfg)
@@ -156,6 +164,7 @@ def keys_create(
         name=name,
         models=tuple(model_list) if model_list is not None else None,
     )
+    record = with_key_limits(record, spec)
     _with_store(config, lambda s: s.create_key(record))
     view = {**key_view(record), "key": secret}
     if as_json:
@@ -192,6 +201,39 @@ def keys_revoke(config_path: str | None, key_id: str) -> None:
     if not _with_store(config, lambda s: s.revoke_key(key_id, time.time())):
         raise click.ClickException(f"no active key with id '{key_id}'")
     click.echo(f"revoked {key_id}")
+
+
+@main.command()
+@config_option
+@click.option("--url", help="The running gateway (default: http://server.host:server.port).")
+@json_option
+def budgets(config_path: str | None, url: str | None, as_json: bool) -> None:
+    """Each budget's limit, spend, reservations and reset time, from the running gateway."""
+    import urllib.error
+    import urllib.request
+
+    config = _load(config_path)
+    if config.server.admin_key is None:
+        raise click.ClickException("server.admin_key is not set: the admin API (and this command) is off")
+    base = url or f"http://{config.server.host}:{config.server.port}"
+    req = urllib.request.Request(  # noqa: S310 - the operator's own gateway URL
+        base.rstrip("/") + "/admin/budgets",
+        headers={"authorization": f"Bearer {config.server.admin_key.reveal()}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            rows = json.loads(resp.read())["data"]
+    except urllib.error.HTTPError as exc:
+        raise click.ClickException(
+            f"gateway answered {exc.code}: {exc.read().decode(errors='replace')}"
+        ) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the gateway at {base}: {exc}") from None
+    _emit(
+        rows,
+        as_json,
+        ["scope", "period", "limit_usd", "spent_usd", "reserved_usd", "remaining_usd", "resets_at"],
+    )
 
 
 @main.command()

@@ -103,6 +103,9 @@ def _check_references(config: Config, origin: str) -> None:
                 raise ConfigError(
                     f"{origin}: unknown model '{model_name}' - at `$.teams.{team_name}.models[{i}]`"
                 )
+    for provider in config.limits.providers:
+        if provider not in config.providers:
+            raise ConfigError(f"{origin}: unknown provider '{provider}' - at `$.limits.providers.{provider}`")
     if config.server.max_body_bytes <= 0:
         raise ConfigError(f"{origin}: must be positive - at `$.server.max_body_bytes`")
     if config.server.workers < 1:

@@ -10,29 +10,10 @@ from typing import Literal
 
 import msgspec
 
+from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
+from sluice.config.secret import Secret
 
-class Secret:
-    """A credential read from the environment. ``repr``/``str`` never reveal it."""
-
-    __slots__ = ("_value", "source")
-
-    def __init__(self, value: str, source: str) -> None:
-        self._value = value
-        self.source = source
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({self.source})"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+__all__ = ["Secret"]
 
 
 class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -100,6 +81,8 @@ class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 class TeamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     #: Models this team's keys may use; None means every configured model.
     models: list[str] | None = None
+    rate_limit: RateLimitConfig | None = None
+    budget: BudgetConfig | None = None
 
 
 class PriceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -124,3 +107,5 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     teams: dict[str, TeamConfig] = msgspec.field(default_factory=dict)
     prices: dict[str, PriceConfig] = msgspec.field(default_factory=dict)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)

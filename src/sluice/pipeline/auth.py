@@ -15,15 +15,30 @@ import hmac
 import logging
 import time
 from collections.abc import Mapping
+from decimal import Decimal
 
+from sluice.config.limits import BudgetConfig, RateLimitConfig
 from sluice.config.model import TeamConfig
 from sluice.errors import AuthenticationFailed, NotFound, PermissionDenied
+from sluice.limits.model import LevelLimits
 from sluice.pipeline.context import CallNext, Middleware, Principal, RequestContext, Result
 from sluice.store.base import Store, StoreUnavailable
 from sluice.store.keys import hash_key
 from sluice.store.records import KeyRecord
 
 log = logging.getLogger("sluice.auth")
+
+
+def key_limits(key: KeyRecord) -> LevelLimits | None:
+    """The key's own limits from its record's columns (None when it has none)."""
+    rate = None
+    if key.rpm is not None or key.tpm is not None or key.concurrent is not None:
+        rate = RateLimitConfig(rpm=key.rpm, tpm=key.tpm, concurrent=key.concurrent)
+    budget = None
+    if key.budget_usd is not None:
+        period = key.budget_period if key.budget_period in ("daily", "weekly", "monthly") else "monthly"
+        budget = BudgetConfig(usd=Decimal(str(key.budget_usd)), period=period)  # type: ignore[arg-type]
+    return LevelLimits(rate, budget) if rate is not None or budget is not None else None
 
 
 class KeyCache:
@@ -50,7 +65,9 @@ class KeyCache:
         if team is not None and team.models is not None:
             team_models = frozenset(team.models)
             allowed = team_models if allowed is None else allowed & team_models
-        return Principal(key_id=key.id, team=key.team, user=key.user, name=key.name, models=allowed)
+        return Principal(
+            key_id=key.id, team=key.team, user=key.user, name=key.name, models=allowed, limits=key_limits(key)
+        )
 
     async def reload(self, *, force: bool = False) -> None:
         async with self._reload_lock:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 from sluice.errors import SluiceError
+from sluice.limits.model import LevelLimits
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
 
@@ -25,6 +26,8 @@ class Principal:
     name: str | None
     #: Models this key may use (key allow-list ∩ team allow-list); None = all configured models.
     models: frozenset[str] | None
+    #: The key's own rate limit and budget, if it has any.
+    limits: LevelLimits | None = None
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
 
 from sluice.errors import AuthenticationFailed, BadRequest, NotFound, PermissionDenied, SluiceError
+from sluice.limits.model import Level
+from sluice.pipeline.auth import key_limits
 from sluice.schema.openai import decode_json_object, encode
 from sluice.server.http import read_json_body
 from sluice.server.render import error_response
-from sluice.server.services import services
+from sluice.server.services import Services, services
 from sluice.store.base import StoreUnavailable
 from sluice.store.keys import new_key
 from sluice.store.records import GROUP_BY_VALUES, KeyRecord
@@ -45,6 +48,8 @@ def key_view(key: KeyRecord) -> dict[str, Any]:
         "id": key.id, "prefix": key.prefix, "team": key.team, "user": key.user, "name": key.name,
         "models": list(key.models) if key.models is not None else None,
         "created_at": _iso(key.created_at), "revoked_at": _iso(key.revoked_at) if key.revoked_at else None,
+        "rpm": key.rpm, "tpm": key.tpm, "concurrent": key.concurrent, "budget_usd": key.budget_usd,
+        "budget_period": key.budget_period,
     }  # fmt: skip
 
 
@@ -52,11 +57,23 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-class _KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
+class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     team: str
     user: str | None = None
     name: str | None = None
     models: list[str] | None = None
+    rpm: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    tpm: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    concurrent: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    budget_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    budget_period: Literal["daily", "weekly", "monthly"] | None = None
+
+
+def with_key_limits(record: KeyRecord, spec: KeyCreate) -> KeyRecord:
+    return dataclasses.replace(
+        record, rpm=spec.rpm, tpm=spec.tpm, concurrent=spec.concurrent, budget_usd=spec.budget_usd,
+        budget_period=spec.budget_period or ("monthly" if spec.budget_usd is not None else None),
+    )  # fmt: skip
 
 
 def validate_key_request(svc_models: Any, teams: Any, team: str, models: list[str] | None) -> None:
@@ -74,7 +91,7 @@ async def create_key(request: web.Request) -> web.Response:
         _check_admin(request)
         data = decode_json_object(await read_json_body(request, 65536))
         try:
-            body = msgspec.convert(data, _KeyCreate)
+            body = msgspec.convert(data, KeyCreate)
         except msgspec.ValidationError as exc:
             raise BadRequest(f"invalid key request: {exc}") from None
         validate_key_request(svc.config.models, svc.config.teams, body.team, body.models)
@@ -82,6 +99,7 @@ async def create_key(request: web.Request) -> web.Response:
             svc.hmac_key, team=body.team, user=body.user, name=body.name,
             models=tuple(body.models) if body.models is not None else None,
         )  # fmt: skip
+        record = with_key_limits(record, body)
         await svc.store.create_key(record)
         await svc.keys.reload(force=True)
     except SluiceError as exc:
@@ -148,6 +166,30 @@ async def spend(request: web.Request) -> web.Response:
         for r in rows
     ]  # fmt: skip
     return _json({"group_by": group_by, "since": since, "data": data})
+
+
+@routes.get("/admin/budgets")
+async def budgets(request: web.Request) -> web.Response:
+    """Each budget's limit, spend, reservations and reset time in the current period."""
+    svc = services(request)
+    try:
+        _check_admin(request)
+        rows = await svc.limiter.budget_report(await budget_levels(svc))
+    except SluiceError as exc:
+        return error_response(exc, None)
+    return _json({"object": "list", "data": [r.to_dict() for r in rows]})
+
+
+async def budget_levels(svc: Services) -> list[Level]:
+    levels = [Level("team", n, budget=t.budget) for n, t in svc.config.teams.items() if t.budget is not None]
+    for key in await svc.store.list_keys(include_revoked=False):
+        limits = key_limits(key)
+        if limits is not None and limits.budget is not None:
+            levels.append(Level("key", key.id, budget=limits.budget, display=key.name))
+    users = svc.config.limits.users
+    if users is not None and users.budget is not None:
+        levels.extend(await svc.limiter.user_levels(users.budget))
+    return levels
 
 
 @routes.get("/healthz")

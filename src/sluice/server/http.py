@@ -9,7 +9,6 @@ from aiohttp import web
 
 from sluice.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
-
 _ID_PREFIX = "req_" + secrets.token_hex(6)
 _ids = itertools.count(1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 from aiohttp import web
@@ -36,7 +37,8 @@ def base_headers(ctx: RequestContext) -> dict[str, str]:
 def error_headers(exc: SluiceError) -> dict[str, str]:
     headers: dict[str, str] = {"x-sluice-error-source": exc.source}
     if exc.status in (429, 503) or exc.retry_after is not None:
-        headers["retry-after"] = str(max(0, round(exc.retry_after if exc.retry_after is not None else 1)))
+        wait = exc.retry_after if exc.retry_after is not None else 1.0
+        headers["retry-after"] = str(max(0, math.ceil(wait)))
     if exc.should_retry is not None:
         headers["x-should-retry"] = "true" if exc.should_retry else "false"
     headers.update(exc.headers)

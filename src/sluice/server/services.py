@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from sluice.config.model import Config
+from sluice.limits import Limiter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache
 from sluice.pipeline.context import CallNext
@@ -26,6 +27,7 @@ class Services:
     accounting: Accounting
     #: The composed middleware chain for chat and embeddings.
     pipeline: CallNext
+    limiter: Limiter
     started_at: int = 0
     draining: bool = field(default=False)
 
