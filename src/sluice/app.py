@@ -99,7 +99,10 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
         )
         limiter, alerts = _limiter(config)
         counter = TokenCounter()
-        await asyncio.get_running_loop().run_in_executor(None, counter.preload)
+        if _policy_counts_tokens(config):
+            # Loaded up front when the policy needs token counts; otherwise on first need (a key
+            # with a token limit or budget), off the event loop. Each encoding costs ~70 MB.
+            await asyncio.get_running_loop().run_in_executor(None, counter.preload)
         quotas = Quotas(
             limiter, counter, ConfigCatalog(config.models, providers, prices),
             teams={n: LevelLimits(t.rate_limit, t.budget) for n, t in config.teams.items()},
@@ -136,6 +139,16 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
         log.info("stopped: %d request records written, %d spooled", writer.written, writer.spooled)
 
     return lifecycle
+
+
+def _policy_counts_tokens(config: Config) -> bool:
+    limits = [t.rate_limit for t in config.teams.values()] + list(config.limits.providers.values())
+    budgets = [t.budget for t in config.teams.values()]
+    users = config.limits.users
+    if users is not None:
+        limits.append(users.rate_limit)
+        budgets.append(users.budget)
+    return any(r is not None and r.tpm is not None for r in limits) or any(b is not None for b in budgets)
 
 
 def _limiter(config: Config) -> tuple[Limiter, LogAlerts | WebhookAlerts]:
