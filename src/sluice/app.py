@@ -25,7 +25,7 @@ from sluice.pipeline.quotas import Quotas
 from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router
-from sluice.server import admin_routes, openai_routes
+from sluice.server import admin_routes, anthropic_routes, openai_routes
 from sluice.server.render import error_response
 from sluice.server.services import SERVICES, Services
 from sluice.store.base import StoreUnavailable, create_store
@@ -52,6 +52,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[_errors])
     app.cleanup_ctx.append(_lifecycle(config))
     app.add_routes(openai_routes.routes)
+    app.add_routes(anthropic_routes.routes)
     app.add_routes(admin_routes.routes)
     return app
 
@@ -122,7 +123,7 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
         )
         svc = Services(
             config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=router,
-            accounting=accounting, pipeline=pipeline, limiter=limiter, started_at=int(time.time()),
+            accounting=accounting, pipeline=pipeline, limiter=limiter, tokens=counter, started_at=int(time.time()),
         )  # fmt: skip
         app[SERVICES] = svc
         yield

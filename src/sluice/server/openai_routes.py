@@ -8,9 +8,9 @@ import logging
 from aiohttp import web
 
 from sluice.errors import NotFound, ServiceUnavailable, SluiceError
-from sluice.pipeline.context import ChunkStream, Endpoint, RequestContext
+from sluice.pipeline.context import ChunkStream, Dialect, Endpoint, RequestContext
 from sluice.schema import openai as dialect
-from sluice.schema.chat import ChatResponse
+from sluice.schema.chat import ChatRequest, ChatResponse
 from sluice.schema.embeddings import EmbeddingResponse, with_encoding
 from sluice.schema.sse import DONE
 from sluice.server.http import header_tags, new_request_id, presented_key, read_json_body
@@ -23,13 +23,23 @@ routes = web.RouteTableDef()
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
 
-def _context(request: web.Request, endpoint: Endpoint) -> RequestContext:
+def new_context(request: web.Request, endpoint: Endpoint, dialect: Dialect = "openai") -> RequestContext:
     return RequestContext(
-        request_id=new_request_id(), dialect="openai", endpoint=endpoint, presented_key=presented_key(request)
+        request_id=new_request_id(), dialect=dialect, endpoint=endpoint, presented_key=presented_key(request)
     )
 
 
-async def _admit(svc: Services, request: web.Request, ctx: RequestContext) -> bytes:
+def identify(request: web.Request, ctx: RequestContext, chat: ChatRequest) -> None:
+    """Who and what the request is for: model, end user, tags, task."""
+    ctx.chat = chat
+    ctx.requested_model = chat.model
+    principal_user = ctx.principal.user if ctx.principal else None
+    ctx.user = request.headers.get("x-sluice-user") or chat.user or principal_user
+    ctx.tags = header_tags(request, chat.metadata)
+    ctx.task = request.headers.get("x-sluice-task") or (chat.metadata or {}).get("task")
+
+
+async def admit(svc: Services, request: web.Request, ctx: RequestContext) -> bytes:
     """Authenticate (before reading a byte of the body), then read it."""
     if svc.draining:
         raise ServiceUnavailable("the gateway is shutting down")
@@ -40,19 +50,10 @@ async def _admit(svc: Services, request: web.Request, ctx: RequestContext) -> by
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    ctx = _context(request, "chat")
+    ctx = new_context(request, "chat")
     try:
-        body = await _admit(svc, request, ctx)
-        chat = dialect.parse_chat_request(body)
-        ctx.chat = chat
-        ctx.requested_model = chat.model
-        ctx.user = (
-            request.headers.get("x-sluice-user")
-            or chat.user
-            or (ctx.principal.user if ctx.principal else None)
-        )
-        ctx.tags = header_tags(request, chat.metadata)
-        ctx.task = request.headers.get("x-sluice-task") or (chat.metadata or {}).get("task")
+        body = await admit(svc, request, ctx)
+        identify(request, ctx, dialect.parse_chat_request(body))
     except SluiceError as exc:
         svc.accounting.fail(ctx, exc)
         return error_response(exc, ctx)
@@ -98,9 +99,9 @@ async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
 @routes.post("/v1/embeddings")
 async def embeddings(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    ctx = _context(request, "embeddings")
+    ctx = new_context(request, "embeddings")
     try:
-        body = await _admit(svc, request, ctx)
+        body = await admit(svc, request, ctx)
         emb = dialect.parse_embedding_request(body)
         ctx.embedding = emb
         ctx.requested_model = emb.model
@@ -130,7 +131,7 @@ def _model_object(svc: Services, name: str) -> dict[str, object]:
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
     svc = services(request)
-    ctx = _context(request, "chat")
+    ctx = new_context(request, "chat")
     try:
         principal = await svc.keys.authenticate(ctx.presented_key)
     except SluiceError as exc:
@@ -142,7 +143,7 @@ async def list_models(request: web.Request) -> web.Response:
 @routes.get("/v1/models/{model:.+}")
 async def get_model(request: web.Request) -> web.Response:
     svc = services(request)
-    ctx = _context(request, "chat")
+    ctx = new_context(request, "chat")
     name = request.match_info["model"]
     try:
         principal = await svc.keys.authenticate(ctx.presented_key)

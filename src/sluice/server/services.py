@@ -8,6 +8,7 @@ from aiohttp import web
 
 from sluice.config.model import Config
 from sluice.limits import Limiter
+from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache
 from sluice.pipeline.context import CallNext
@@ -28,6 +29,7 @@ class Services:
     #: The composed middleware chain for chat and embeddings.
     pipeline: CallNext
     limiter: Limiter
+    tokens: TokenCounter
     started_at: int = 0
     draining: bool = field(default=False)
 
