@@ -68,3 +68,19 @@ def test_bundled_demo_config_is_valid() -> None:
     path = Path(str(resources.files("sluice.config").joinpath("demo.yaml")))
     config = load_config(path, {})
     assert config.providers["demo"].base_url == "builtin:demo"
+
+
+def test_documented_example_policy_is_valid() -> None:
+    path = Path(__file__).resolve().parents[2] / "examples/sluice.yaml"
+    env = {
+        n: "x"
+        for n in (
+            "OPENAI_API_KEY",
+            "GROQ_API_KEY",
+            "SLUICE_ADMIN_KEY",
+            "SLUICE_KEY_SECRET",
+            "SLUICE_ALERT_WEBHOOK",
+        )
+    }
+    config = load_config(path, env)
+    assert config.teams["billing"].budget is not None
