@@ -12,6 +12,7 @@ import pytest
 from sluice.store.base import Store, create_store
 from sluice.store.keys import new_key
 from sluice.store.records import RequestRecord
+from sluice.store.rows import request_to_row
 from tests.conftest import require_service
 
 
@@ -66,8 +67,10 @@ async def test_keys_roundtrip_and_revoke(store: Store) -> None:
 
 
 async def test_requests_batch_idempotent_and_spend(store: Store) -> None:
-    await store.insert_requests([_record(i) for i in range(10)])
-    await store.insert_requests([_record(3), _record(11, team="ops", status=502, cost_usd=None)])
+    await store.insert_requests([request_to_row(_record(i)) for i in range(10)])
+    await store.insert_requests(
+        [request_to_row(_record(3)), request_to_row(_record(11, team="ops", status=502, cost_usd=None))]
+    )
     assert await store.count_requests() == 11
     rows = {r.group: r for r in await store.spend("team", None)}
     assert rows["eng"].requests == 10 and rows["eng"].prompt_tokens == 100

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sluice.store.base import StoreUnavailable
 from sluice.store.records import RequestRecord
+from sluice.store.rows import RequestRow
 from sluice.store.sqlite import SQLiteStore
 from sluice.store.writer import RecordWriter
 
@@ -22,10 +23,10 @@ class FlakyStore(SQLiteStore):
 
     down = False
 
-    async def insert_requests(self, records: Sequence[RequestRecord]) -> None:
+    async def insert_requests(self, rows: Sequence[RequestRow]) -> None:
         if self.down:
             raise StoreUnavailable("simulated outage")
-        await super().insert_requests(records)
+        await super().insert_requests(rows)
 
 
 async def test_batches_are_written_in_background(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from sluice.errors import ConfigError
-from sluice.store.records import GroupBy, KeyRecord, RequestRecord, SpendRow
+from sluice.store.records import GroupBy, KeyRecord, SpendRow
+from sluice.store.rows import RequestRow
 
 
 class Store(Protocol):
@@ -30,7 +31,7 @@ class Store(Protocol):
         """A cheap fingerprint (latest change time, row count) to know when to reload keys."""
         ...
 
-    async def insert_requests(self, records: Sequence[RequestRecord]) -> None: ...
+    async def insert_requests(self, rows: Sequence[RequestRow]) -> None: ...
 
     async def spend(self, group_by: GroupBy, since: float | None) -> list[SpendRow]: ...
 

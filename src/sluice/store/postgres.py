@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sluice.store.base import StoreUnavailable
-from sluice.store.records import GroupBy, KeyRecord, RequestRecord, SpendRow
-from sluice.store.rows import key_from_row, key_to_row, request_to_row
+from sluice.store.records import GroupBy, KeyRecord, SpendRow
+from sluice.store.rows import RequestRow, key_from_row, key_to_row
 from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, ddl
 
 _TIMEOUT_S = 5.0
@@ -83,8 +83,8 @@ class PostgresStore:
         row = await self._call("fetchrow", "SELECT max(updated_at), count(*) FROM keys")
         return (float(row[0] or 0.0), int(row[1]))
 
-    async def insert_requests(self, records: Sequence[RequestRecord]) -> None:
-        await self._call("executemany", _REQ_INSERT, [request_to_row(r) for r in records])
+    async def insert_requests(self, rows: Sequence[RequestRow]) -> None:
+        await self._call("executemany", _REQ_INSERT, rows)
 
     async def spend(self, group_by: GroupBy, since: float | None) -> list[SpendRow]:
         col = (

@@ -27,7 +27,11 @@ def key_from_row(row: Sequence[Any]) -> KeyRecord:
     )  # fmt: skip
 
 
-def request_to_row(r: RequestRecord) -> tuple[Any, ...]:
+#: A request record as the database row (columns in ``REQUEST_COLUMNS`` order).
+RequestRow = tuple[Any, ...]
+
+
+def request_to_row(r: RequestRecord) -> RequestRow:
     # Spelled out (not dataclasses.astuple, which deep-copies): this runs for every request.
     return (
         r.id, r.ts, r.endpoint, r.key_id, r.team, r.user, json.dumps(r.tags), r.requested_model,

@@ -4,7 +4,10 @@ so the event loop never blocks on disk."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -12,8 +15,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from sluice.store.base import StoreUnavailable
-from sluice.store.records import GroupBy, KeyRecord, RequestRecord, SpendRow
-from sluice.store.rows import key_from_row, key_to_row, request_to_row
+from sluice.store.records import GroupBy, KeyRecord, SpendRow
+from sluice.store.rows import RequestRow, key_from_row, key_to_row
 from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, ddl
 
 T = TypeVar("T")
@@ -33,10 +36,20 @@ def sqlite_path(url: str) -> str:
     return path or ":memory:"
 
 
+def _lower_thread_priority() -> None:
+    """Run database writes at the lowest CPU priority: on a busy core the scheduler then lets the
+    event loop's thread preempt them at once, instead of requests waiting out a writer's time slice
+    (measured: the request log's batches were the whole p99 tail at low load)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 class SQLiteStore:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-sqlite")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="sluice-sqlite", initializer=_lower_thread_priority
+        )
         self._conn: sqlite3.Connection | None = None
 
     @classmethod
@@ -106,8 +119,7 @@ class SQLiteStore:
         row = await self._run(lambda c: c.execute("SELECT max(updated_at), count(*) FROM keys").fetchone())
         return (float(row[0] or 0.0), int(row[1]))
 
-    async def insert_requests(self, records: Sequence[RequestRecord]) -> None:
-        rows = [request_to_row(r) for r in records]
+    async def insert_requests(self, rows: Sequence[RequestRow]) -> None:
 
         def insert(c: sqlite3.Connection) -> None:
             c.execute("BEGIN")
