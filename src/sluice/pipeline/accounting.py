@@ -13,6 +13,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 
+import msgspec
+
 from sluice.errors import SluiceError
 from sluice.pipeline.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.pricing import PriceBook, cost
@@ -22,6 +24,7 @@ from sluice.store.records import RequestRecord
 from sluice.store.writer import RecordWriter
 
 access_log = logging.getLogger("sluice.access")
+_encode = msgspec.json.Encoder().encode
 
 #: Status recorded when the caller went away before the answer was complete (nginx's convention).
 CLIENT_CLOSED = 499
@@ -127,18 +130,7 @@ class Accounting:
             latency_ms=(now - ctx.started) * 1000.0,
             ttft_ms=(ctx.first_token_at - ctx.started) * 1000.0 if ctx.first_token_at else None,
             attempts=len(ctx.attempts),
-            attempts_detail=json.dumps(
-                [
-                    {
-                        "provider": a.provider,
-                        "model": a.model,
-                        "status": a.status,
-                        "error_kind": a.error_kind,
-                        "latency_ms": round(a.latency_ms, 3),
-                    }
-                    for a in ctx.attempts
-                ]
-            ),
+            attempts_detail=_encode(ctx.attempts).decode(),  # dataclasses encode natively
             note=ctx.note,
         )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -17,7 +16,8 @@ KEY_PREFIX = "sk-sluice-"
 
 
 def hash_key(secret: str, hmac_key: bytes) -> str:
-    return hmac.new(hmac_key, secret.encode("utf-8"), hashlib.sha256).hexdigest()
+    # hmac.digest is the one-shot C path: several times cheaper than hmac.new(...).hexdigest().
+    return hmac.digest(hmac_key, secret.encode("utf-8"), "sha256").hex()
 
 
 def new_key(
