@@ -10,6 +10,7 @@ from typing import Final
 
 from sluice.config.model import ProviderConfig
 from sluice.errors import ConfigError
+from sluice.providers.anthropic import AnthropicAdapter
 from sluice.providers.base import ChatAdapter
 from sluice.providers.openai import OpenAIAdapter
 
@@ -17,6 +18,7 @@ AdapterFactory = Callable[[str, ProviderConfig], ChatAdapter]
 
 ADAPTERS: Final[dict[str, AdapterFactory]] = {
     "openai": OpenAIAdapter,
+    "anthropic": AnthropicAdapter,
 }
 
 
