@@ -22,6 +22,7 @@ from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse
 from sluice.schema.openai import parse_chat_request
 from sluice.schema.upstream import UpstreamResponse
 from sluice.testing.fake_anthropic import FakeAnthropic
+from sluice.testing.fake_azure import FakeAzure
 from sluice.testing.fake_openai import FakeOpenAI
 from sluice.testing.loopback import LoopbackServer
 from sluice.transport.client import Deadline, Transport
@@ -41,20 +42,29 @@ class Provider:
     type: str
     fake: Callable[[], LoopbackServer]
     model: str  # a model name with a known price, to check cost
+    api_version: str | None = None
 
 
 PROVIDERS = [
     Provider("openai", lambda: FakeOpenAI(slow_s=1.0), "gpt-4o-mini"),
     Provider("anthropic", lambda: FakeAnthropic(slow_s=1.0), "claude-sonnet-4-5"),
+    Provider("azure", lambda: FakeAzure(slow_s=1.0), "gpt-4o-mini", "2024-10-21"),
+    Provider("azure", lambda: FakeAzure(slow_s=1.0), "gpt-4o-mini", "v1"),
 ]
 
 
-@pytest.fixture(params=PROVIDERS, ids=lambda p: p.type)
+@pytest.fixture(params=PROVIDERS, ids=lambda p: p.type + (f"-{p.api_version}" if p.api_version else ""))
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Provider, ChatAdapter, Transport, Any]]:
     spec: Provider = request.param
     fake = await spec.fake().start()
     adapter = create_adapter(
-        "p", ProviderConfig(type=spec.type, base_url=fake.base_url, api_key=Secret(SECRET, "env:X"))
+        "p",
+        ProviderConfig(
+            type=spec.type,
+            base_url=fake.base_url,
+            api_key=Secret(SECRET, "env:X"),
+            api_version=spec.api_version,
+        ),
     )
     transport = Transport()
     yield spec, adapter, transport, fake

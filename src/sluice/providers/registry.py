@@ -11,6 +11,7 @@ from typing import Final
 from sluice.config.model import ProviderConfig
 from sluice.errors import ConfigError
 from sluice.providers.anthropic import AnthropicAdapter
+from sluice.providers.azure import AzureOpenAIAdapter
 from sluice.providers.base import ChatAdapter
 from sluice.providers.openai import OpenAIAdapter
 
@@ -19,6 +20,7 @@ AdapterFactory = Callable[[str, ProviderConfig], ChatAdapter]
 ADAPTERS: Final[dict[str, AdapterFactory]] = {
     "openai": OpenAIAdapter,
     "anthropic": AnthropicAdapter,
+    "azure": AzureOpenAIAdapter,
 }
 
 

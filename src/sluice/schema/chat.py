@@ -295,7 +295,7 @@ class ChunkChoice(msgspec.Struct, kw_only=True):
 class ChatChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
     # Lenient defaults: some OpenAI-compatible servers (Azure's first chunk) send empty values.
     id: str = ""
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    object: str = "chat.completion.chunk"  # Azure's filter-report chunk sends ""
     created: int = 0
     model: str = ""
     choices: list[ChunkChoice]

@@ -86,6 +86,7 @@ class FakeOpenAI(LoopbackServer):
         self.label = label
         self.slow_s = slow_s
         self.requests: list[dict[str, Any]] = []
+        self.prompt_filter_chunk = False
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -110,6 +111,9 @@ class FakeOpenAI(LoopbackServer):
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = msgspec.json.decode(await request.read())
         self._record(request, body)
+        return await self._answer(request, body)
+
+    async def _answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         model = str(body.get("model", ""))
         if model in _FAULTS:
             return _FAULTS[model]()
@@ -169,6 +173,10 @@ class FakeOpenAI(LoopbackServer):
         if model == "fault-malformed":
             await resp.write(b'data: {"id": "chatcmpl-x", "choices": [{"delta": \n\n')
             return resp
+        if self.prompt_filter_chunk:  # Azure opens streams with an empty-choices filter report
+            head = {"id": "", "object": "", "created": 0, "model": "", "choices": [],
+                    "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}  # fmt: skip
+            await resp.write(b"data: " + _enc(head) + b"\n\n")
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
         if calls:
             for i, call in enumerate(calls):
