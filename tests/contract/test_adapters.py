@@ -23,6 +23,7 @@ from sluice.schema.openai import parse_chat_request
 from sluice.schema.upstream import UpstreamResponse
 from sluice.testing.fake_anthropic import FakeAnthropic
 from sluice.testing.fake_azure import FakeAzure
+from sluice.testing.fake_gemini import FakeGemini
 from sluice.testing.fake_openai import FakeOpenAI
 from sluice.testing.loopback import LoopbackServer
 from sluice.transport.client import Deadline, Transport
@@ -50,6 +51,7 @@ PROVIDERS = [
     Provider("anthropic", lambda: FakeAnthropic(slow_s=1.0), "claude-sonnet-4-5"),
     Provider("azure", lambda: FakeAzure(slow_s=1.0), "gpt-4o-mini", "2024-10-21"),
     Provider("azure", lambda: FakeAzure(slow_s=1.0), "gpt-4o-mini", "v1"),
+    Provider("gemini", lambda: FakeGemini(slow_s=1.0), "gemini-2.5-flash"),
 ]
 
 

@@ -13,6 +13,7 @@ from sluice.errors import ConfigError
 from sluice.providers.anthropic import AnthropicAdapter
 from sluice.providers.azure import AzureOpenAIAdapter
 from sluice.providers.base import ChatAdapter
+from sluice.providers.gemini import GeminiAdapter
 from sluice.providers.openai import OpenAIAdapter
 
 AdapterFactory = Callable[[str, ProviderConfig], ChatAdapter]
@@ -21,6 +22,7 @@ ADAPTERS: Final[dict[str, AdapterFactory]] = {
     "openai": OpenAIAdapter,
     "anthropic": AnthropicAdapter,
     "azure": AzureOpenAIAdapter,
+    "gemini": GeminiAdapter,
 }
 
 
