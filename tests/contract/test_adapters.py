@@ -23,6 +23,7 @@ from sluice.schema.openai import parse_chat_request
 from sluice.schema.upstream import UpstreamResponse
 from sluice.testing.fake_anthropic import FakeAnthropic
 from sluice.testing.fake_azure import FakeAzure
+from sluice.testing.fake_bedrock import FakeBedrock
 from sluice.testing.fake_gemini import FakeGemini
 from sluice.testing.fake_openai import FakeOpenAI
 from sluice.testing.loopback import LoopbackServer
@@ -52,6 +53,7 @@ PROVIDERS = [
     Provider("azure", lambda: FakeAzure(slow_s=1.0), "gpt-4o-mini", "2024-10-21"),
     Provider("azure", lambda: FakeAzure(slow_s=1.0), "gpt-4o-mini", "v1"),
     Provider("gemini", lambda: FakeGemini(slow_s=1.0), "gemini-2.5-flash"),
+    Provider("bedrock", lambda: FakeBedrock(slow_s=1.0), "anthropic.claude-3-5-haiku-20241022-v1:0"),
 ]
 
 

@@ -11,6 +11,8 @@ import openai
 import pytest
 
 from sluice.testing.fake_anthropic import FakeAnthropic
+from sluice.testing.fake_bedrock import FakeBedrock
+from sluice.testing.fake_gemini import FakeGemini
 from tests.e2e.gateway import UPSTREAM_KEY, Gateway, make_gateway
 
 pytestmark = pytest.mark.e2e
@@ -24,13 +26,34 @@ def fake_claude() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, fake_claude: FakeAnthropic) -> Iterator[Gateway]:
+def fake_gemini() -> Iterator[FakeGemini]:
+    with FakeGemini() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def fake_bedrock() -> Iterator[FakeBedrock]:
+    with FakeBedrock() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def gw(
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_claude: FakeAnthropic,
+    fake_gemini: FakeGemini,
+    fake_bedrock: FakeBedrock,
+) -> Iterator[Gateway]:
     workdir: Path = tmp_path_factory.mktemp("providers")
     config = f"""
 store: {{url: "sqlite:///{workdir}/sluice.db", flush_interval_s: 0.05}}
 providers:
   claude: {{type: anthropic, base_url: "{fake_claude.base_url}", api_key: env:SLUICE_TEST_UPSTREAM_KEY}}
+  gem: {{type: gemini, base_url: "{fake_gemini.base_url}", api_key: env:SLUICE_TEST_UPSTREAM_KEY}}
+  aws: {{type: bedrock, base_url: "{fake_bedrock.base_url}", region: us-east-1, aws_access_key_id: env:SLUICE_TEST_UPSTREAM_KEY, aws_secret_access_key: env:SLUICE_TEST_UPSTREAM_KEY}}
 models:
+  gemini-flash: {{targets: [{{provider: gem, model: gemini-2.5-flash}}]}}
+  claude-bedrock: {{targets: [{{provider: aws, model: "anthropic.claude-3-5-haiku-20241022-v1:0"}}]}}
   claude-sonnet: {{targets: [{{provider: claude, model: claude-sonnet-4-5}}]}}
   claude-parallel: {{targets: [{{provider: claude, model: parallel-tools}}]}}
   claude-broken: {{targets: [{{provider: claude, model: fault-drop-stream}}]}}
@@ -98,3 +121,23 @@ def test_provider_errors_and_cut_streams(gw: Gateway) -> None:
             model="claude-broken", messages=[{"role": "user", "content": "a b c d"}], stream=True
         ):
             pass
+
+
+@pytest.mark.parametrize("model", ["gemini-flash", "claude-bedrock"])
+def test_openai_and_anthropic_sdks_to_gemini_and_bedrock(gw: Gateway, model: str) -> None:
+    client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=_key(gw), max_retries=0)
+    resp = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi there"}])
+    assert resp.choices[0].message.content == "echo: hi there" and resp.usage is not None
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "a b c"}], stream=True
+        )
+        if c.choices
+    )
+    assert text == "echo: a b c"
+    claude = anthropic.Anthropic(base_url=gw.base_url, api_key=_key(gw), max_retries=0)
+    with claude.messages.stream(
+        model=model, max_tokens=20, messages=[{"role": "user", "content": "x y"}]
+    ) as s:
+        assert "".join(s.text_stream) == "echo: x y"

@@ -58,6 +58,10 @@ class ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     base_url: str | None = None
     api_version: str | None = None
     region: str | None = None
+    #: Bedrock SigV4 credentials (else AWS_* environment variables; or api_key for a Bedrock API key).
+    aws_access_key_id: Secret | None = None
+    aws_secret_access_key: Secret | None = None
+    aws_session_token: Secret | None = None
     #: Extra static headers sent upstream (e.g. an org id). Not for credentials: use api_key.
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     timeout_s: float = 600.0

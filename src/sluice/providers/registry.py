@@ -13,6 +13,7 @@ from sluice.errors import ConfigError
 from sluice.providers.anthropic import AnthropicAdapter
 from sluice.providers.azure import AzureOpenAIAdapter
 from sluice.providers.base import ChatAdapter
+from sluice.providers.bedrock import BedrockAdapter
 from sluice.providers.gemini import GeminiAdapter
 from sluice.providers.openai import OpenAIAdapter
 
@@ -23,6 +24,7 @@ ADAPTERS: Final[dict[str, AdapterFactory]] = {
     "anthropic": AnthropicAdapter,
     "azure": AzureOpenAIAdapter,
     "gemini": GeminiAdapter,
+    "bedrock": BedrockAdapter,
 }
 
 
