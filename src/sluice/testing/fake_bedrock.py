@@ -98,7 +98,7 @@ class FakeBedrock(LoopbackServer):
         if op == "converse":
             if model == "fault-malformed":
                 return web.Response(body=b'{"output": {', content_type="application/json")
-            content = [{"toolUse": u} for u in uses] or [{"text": text}]
+            content: list[dict[str, Any]] = [{"toolUse": u} for u in uses] or [{"text": text}]
             resp = {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop,
                     "usage": usage, "metrics": {"latencyMs": 12}}  # fmt: skip
             return web.Response(body=_enc(resp), content_type="application/json")
