@@ -76,7 +76,13 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
                 n: msgspec.structs.replace(p, base_url=demo.base_url) if p.base_url == DEMO_BASE_URL else p
                 for n, p in providers.items()
             }
-        adapters = {name: create_adapter(name, p) for name, p in providers.items()}
+        prices = PriceBook.load(config.prices)
+
+        def max_output(model: str, provider_type: str = "anthropic") -> int | None:
+            price = prices.lookup(model, provider_type)
+            return price.max_output_tokens if price is not None else None
+
+        adapters = {name: create_adapter(name, p, max_output) for name, p in providers.items()}
         transport = Transport()
         for name, p in providers.items():
             transport.configure(name, PoolSettings(p.max_connections, p.connect_timeout_s))
@@ -94,7 +100,6 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
         await writer.start()
         keys = KeyCache(store, hmac_key, config.teams, config.store.key_refresh_s)
         await keys.start()
-        prices = PriceBook.load(config.prices)
         accounting = Accounting(
             writer, prices, {n: a.type for n, a in adapters.items()}, log_access=config.logging.access_log
         )

@@ -82,6 +82,7 @@ def test_openai_sdk_to_anthropic(gw: Gateway, fake_claude: FakeAnthropic) -> Non
     assert resp.usage.prompt_tokens_details.cached_tokens == 5
     sent = fake_claude.requests[-1]
     assert sent["body"]["system"] == "terse" and sent["headers"]["x-api-key"] == UPSTREAM_KEY
+    assert sent["body"]["max_tokens"] == 64000, "no max_tokens asked: the model's own limit (price book)"
     stream = client.chat.completions.create(
         model="claude-parallel",
         messages=[{"role": "user", "content": "x"}],

@@ -7,6 +7,7 @@ responses back to the adapter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -14,6 +15,9 @@ from sluice.errors import ProviderError
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
 from sluice.schema.upstream import UpstreamRequest, UpstreamResponse
+
+#: A model's maximum output tokens, when known (from the price book); injected, so adapters stay pure.
+MaxOutput = Callable[[str], int | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from sluice.errors import ProviderError
 from sluice.providers.anthropic.chat import from_anthropic_response, to_anthropic_request
 from sluice.providers.anthropic.errors import anthropic_error
 from sluice.providers.anthropic.stream import AnthropicStreamDecoder
-from sluice.providers.base import Target
+from sluice.providers.base import MaxOutput, Target
 from sluice.schema.chat import ChatRequest, ChatResponse
 from sluice.schema.upstream import UpstreamRequest, UpstreamResponse
 
@@ -18,8 +18,10 @@ API_VERSION = "2023-06-01"
 class AnthropicAdapter:
     type = "anthropic"
 
-    def __init__(self, name: str, config: ProviderConfig) -> None:
+    def __init__(self, name: str, config: ProviderConfig, max_output_tokens: MaxOutput | None = None) -> None:
         self.name = name
+        #: The model's own output limit (from the price book): Anthropic requires max_tokens.
+        self._max_output = max_output_tokens
         base = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
         self._secret = config.api_key.reveal() if config.api_key is not None else None
@@ -35,7 +37,8 @@ class AnthropicAdapter:
         return UpstreamRequest(
             provider=self.name, method="POST", url=self._url,
             headers=self._stream_headers if req.stream else self._headers,
-            body=to_anthropic_request(req, target.model, None), stream=req.stream,
+            body=to_anthropic_request(req, target.model, self._max_output(target.model) if self._max_output else None),
+            stream=req.stream,
         )  # fmt: skip
 
     def parse_response(self, resp: UpstreamResponse, req: ChatRequest) -> ChatResponse:
