@@ -84,3 +84,6 @@ def test_documented_example_policy_is_valid() -> None:
     }
     config = load_config(path, env)
     assert config.teams["billing"].budget is not None
+    from sluice.app import validate
+
+    validate(config)  # every provider type is known and constructible
