@@ -80,6 +80,11 @@ def test_documented_example_policy_is_valid() -> None:
             "SLUICE_ADMIN_KEY",
             "SLUICE_KEY_SECRET",
             "SLUICE_ALERT_WEBHOOK",
+            "ANTHROPIC_API_KEY",
+            "GEMINI_API_KEY",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AZURE_OPENAI_API_KEY",
         )
     }
     config = load_config(path, env)
