@@ -113,7 +113,9 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
             limiter, counter, ConfigCatalog(config.models, providers, prices),
             teams={n: LevelLimits(t.rate_limit, t.budget) for n, t in config.teams.items()},
         )  # fmt: skip
-        router = Router(config.models, providers, adapters, transport, config.server.request_timeout_s)
+        router = Router(
+            config.models, providers, adapters, transport, config.server.request_timeout_s, guard=quotas
+        )
 
         async def terminal(ctx: RequestContext) -> Result:
             return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))

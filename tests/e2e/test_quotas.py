@@ -150,3 +150,27 @@ def test_workers_flag_needs_shared_state_and_serves_with_redis(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     assert os.path.exists(tmp_path / "sluice.db")
+
+
+def test_provider_account_limit_falls_back_then_refuses(tmp_path: Path, fake_upstream: FakeOpenAI) -> None:
+    config = (
+        _config(tmp_path, fake_upstream.base_url)
+        + "limits:\n  providers:\n    up: {rpm: 2}\n    slow: {rpm: 1}\n"
+    )
+    config = config.replace(
+        "  down-then-up:",
+        "  up-then-slow: {targets: [{provider: up, model: gpt-4o-mini}, {provider: slow, model: gpt-4o-mini}]}\n  down-then-up:",
+    )
+    gw = make_gateway(tmp_path, config)
+    client = _client(gw, gw.create_key("eng"))
+    gw.start()
+    try:
+        served = []
+        for _ in range(3):
+            raw = client.chat.completions.with_raw_response.create(model="up-then-slow", messages=MSG)  # type: ignore[arg-type]
+            served.append(raw.headers["x-sluice-provider"])
+        assert served == ["up", "up", "slow"], "the third request falls back when the first account is full"
+        with pytest.raises(openai.RateLimitError, match="provider"):
+            client.chat.completions.create(model="up-then-slow", messages=MSG)  # type: ignore[arg-type]
+    finally:
+        gw.stop()

@@ -238,6 +238,25 @@ class Quotas:
             on_stop=lambda note: None,
         )
 
+    # The routing.router.AttemptGuard protocol: provider-account limits, per upstream attempt.
+
+    async def admit_attempt(self, ctx: RequestContext, provider: str) -> Ticket | None:
+        if provider not in self._config.providers:
+            return None
+        return await self.admit_provider(provider, self.planned_tokens(ctx))
+
+    def settle_attempt(self, ticket: Ticket | None, usage: Usage | None) -> None:
+        if ticket is not None:
+            self.settle_provider(ticket, usage)
+
+    def meter_attempt_stream(
+        self, chunks: AsyncIterator[ChatChunk], ticket: Ticket | None, ctx: RequestContext
+    ) -> AsyncIterator[ChatChunk]:
+        if ticket is None:
+            return chunks
+        plan = self._plans.get(ctx.request_id)
+        return self.meter_provider_stream(chunks, ticket, plan.prompt_tokens if plan is not None else 0)
+
     async def admit_route(self, route: str, tokens: int) -> Ticket:
         """For a route chosen after this middleware ran: admit against its rate limit."""
         rate = self._routes.get(route)

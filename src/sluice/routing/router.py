@@ -10,15 +10,42 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sluice.config.model import ModelConfig, ProviderConfig
-from sluice.errors import BadRequest, NotFound, ProviderError
+from sluice.errors import BadRequest, NotFound, ProviderError, RateLimited
 from sluice.pipeline.context import Attempt, ChunkStream, RequestContext
 from sluice.providers.base import ChatAdapter, EmbeddingAdapter, StreamDecoder, Target
-from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse
+from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
 from sluice.schema.embeddings import EmbeddingResponse
 from sluice.schema.upstream import UpstreamResponse
 from sluice.transport.client import Deadline, Transport, UpstreamStream
+
+
+class AttemptGuard(Protocol):
+    """Admission of one upstream attempt (provider-account rate limits). ``admit_attempt`` raises
+    ``RateLimited`` to refuse; the handle it returns is settled exactly once, however it ends."""
+
+    async def admit_attempt(self, ctx: RequestContext, provider: str) -> Any: ...
+
+    def settle_attempt(self, handle: Any, usage: Usage | None) -> None: ...
+
+    def meter_attempt_stream(
+        self, chunks: AsyncIterator[ChatChunk], handle: Any, ctx: RequestContext
+    ) -> AsyncIterator[ChatChunk]: ...
+
+
+class _NoGuard:
+    async def admit_attempt(self, ctx: RequestContext, provider: str) -> None:
+        return None
+
+    def settle_attempt(self, handle: Any, usage: Usage | None) -> None:
+        return None
+
+    def meter_attempt_stream(
+        self, chunks: AsyncIterator[ChatChunk], handle: Any, ctx: RequestContext
+    ) -> AsyncIterator[ChatChunk]:
+        return chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +62,10 @@ class Router:
         adapters: Mapping[str, ChatAdapter],
         transport: Transport,
         request_timeout_s: float = 600.0,
+        guard: AttemptGuard | None = None,
     ) -> None:
         self._request_timeout_s = request_timeout_s
+        self._guard: AttemptGuard = guard or _NoGuard()
         self._adapters = adapters
         self._providers = providers
         self._transport = transport
@@ -73,15 +102,25 @@ class Router:
     async def chat(self, ctx: RequestContext) -> ChatResponse | ChunkStream:
         req = ctx.chat
         assert req is not None
-        last: ProviderError | None = None
+        last: ProviderError | RateLimited | None = None
         for target in self.targets(ctx.requested_model):
+            try:
+                handle = await self._guard.admit_attempt(ctx, target.provider)
+            except RateLimited as exc:  # this provider account is at its limit: try the next target
+                last = exc
+                continue
             attempt = Attempt(provider=target.provider, model=target.model)
             ctx.attempts.append(attempt)
             started = time.perf_counter()
             try:
                 if req.stream:
-                    return await self._open_stream(ctx, req, target, attempt)
+                    stream = await self._open_stream(ctx, req, target, attempt)
+                    stream.chunks = self._guard.meter_attempt_stream(stream.chunks, handle, ctx)
+                    handle = None  # settled by the metered stream, however it ends
+                    return stream
                 response = await self._complete(ctx, req, target, attempt)
+                self._guard.settle_attempt(handle, response.usage)
+                handle = None
                 ctx.provider, ctx.served_model = target.provider, target.model
                 return response
             except ProviderError as exc:
@@ -91,6 +130,8 @@ class Router:
                 if not exc.retryable:
                     raise
             finally:
+                if handle is not None:
+                    self._guard.settle_attempt(handle, None)
                 attempt.latency_ms = (time.perf_counter() - started) * 1000.0
         assert last is not None
         raise last
