@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
 
 from sluice.errors import ProviderError
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse
@@ -116,3 +118,41 @@ def kind_for_status(status: int) -> str:
     if 400 <= status < 500:
         return "bad_request"
     return "server"
+
+
+def upstream_error(
+    kind: str, message: str, resp: UpstreamResponse, provider: str, secret: str | None
+) -> ProviderError:
+    """The ProviderError for a non-2xx answer: the upstream's own words (scrubbed of the provider
+    credential), except for auth failures, which never echo anything about our credentials."""
+    if kind == "auth":
+        text = f"the provider rejected the gateway's credentials (HTTP {resp.status})"
+    else:
+        text = scrub(message or f"HTTP {resp.status}", secret)
+    return ProviderError(
+        kind,
+        text,
+        provider=provider,
+        upstream_status=resp.status,
+        retry_after=parse_retry_after(resp.headers),
+    )
+
+
+def arguments_object(arguments: str) -> dict[str, Any]:
+    """A tool call's JSON-string arguments as the object other providers want (``{}`` if unreadable)."""
+    try:
+        value = msgspec.json.decode(arguments) if arguments else {}
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def append_turn(
+    turns: list[dict[str, Any]], role: str, items: list[dict[str, Any]], key: str = "content"
+) -> None:
+    """Add to the conversation, merging into the previous turn when it has the same role
+    (Anthropic, Gemini and Bedrock want strictly alternating roles)."""
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: items})

@@ -220,7 +220,7 @@ def _assistant(blocks: list[_Block]) -> Message:
                 ToolCall(id=block.id or "", function=FunctionCall(name=block.name or "", arguments=args))
             )
         elif block.type in ("thinking", "redacted_thinking"):
-            reasoning.append(_raw_block(block))
+            reasoning.append(thinking_block(block.type, block.thinking, block.signature, block.data))
     return Message(
         role="assistant",
         content="".join(text) if text else None,
@@ -229,14 +229,13 @@ def _assistant(blocks: list[_Block]) -> Message:
     )
 
 
-def _raw_block(block: _Block) -> JsonObject:
-    """A thinking block exactly as the client sent it (signature included)."""
-    out: JsonObject = {"type": block.type}
-    for key in ("thinking", "signature", "data"):
-        value = getattr(block, key)
+def thinking_block(kind: str, thinking: str | None, signature: str | None, data: str | None) -> JsonObject:
+    """A thinking block as Anthropic wants it back on the next turn (signature unchanged)."""
+    block: JsonObject = {"type": kind}
+    for key, value in (("thinking", thinking), ("signature", signature), ("data", data)):
         if value is not None:
-            out[key] = value
-    return out
+            block[key] = value
+    return block
 
 
 def _tool(tool: _Tool) -> Tool:

@@ -17,6 +17,8 @@ from typing import Any, Final
 import msgspec
 
 from sluice.errors import ProviderError
+from sluice.providers.base import append_turn, arguments_object
+from sluice.schema.anthropic_ingress import thinking_block
 from sluice.schema.chat import (
     ChatRequest,
     ChatResponse,
@@ -58,11 +60,11 @@ def to_anthropic_request(req: ChatRequest, model: str, default_max_tokens: int |
             system.append(msg.text())
         elif msg.role == "tool":
             block = {"type": "tool_result", "tool_use_id": msg.tool_call_id or "", "content": msg.text()}
-            _append(turns, "user", [block])
+            append_turn(turns, "user", [block])
         elif msg.role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(msg))
+            append_turn(turns, "assistant", _assistant_blocks(msg))
         else:
-            _append(turns, "user", _user_blocks(msg))
+            append_turn(turns, "user", _user_blocks(msg))
     body: JsonObject = {
         "model": model,
         "max_tokens": req.output_limit() or default_max_tokens or DEFAULT_MAX_TOKENS,
@@ -82,14 +84,6 @@ def to_anthropic_request(req: ChatRequest, model: str, default_max_tokens: int |
     if req.stream:
         body["stream"] = True
     return _encode(body)
-
-
-def _append(turns: list[JsonObject], role: str, blocks: list[JsonObject]) -> None:
-    """Anthropic wants alternating roles: merge a turn into the previous one of the same role."""
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
 
 
 def _user_blocks(msg: Message) -> list[JsonObject]:
@@ -123,17 +117,14 @@ def _assistant_blocks(msg: Message) -> list[JsonObject]:
         blocks.append({"type": "text", "text": text})
     for call in msg.tool_calls or ():
         blocks.append(
-            {"type": "tool_use", "id": call.id, "name": call.function.name, "input": _arguments(call)}
+            {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.function.name,
+                "input": arguments_object(call.function.arguments),
+            }
         )
     return blocks or [{"type": "text", "text": ""}]
-
-
-def _arguments(call: ToolCall) -> Any:
-    try:
-        value = _decode(call.function.arguments) if call.function.arguments else {}
-    except msgspec.DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _sampling(req: ChatRequest, body: JsonObject) -> None:
@@ -205,15 +196,6 @@ class _Message(msgspec.Struct):
 
 
 _message_decoder: Final = msgspec.json.Decoder(_Message)
-
-
-def thinking_block(kind: str, thinking: str | None, signature: str | None, data: str | None) -> JsonObject:
-    """A thinking block as Anthropic wants it back on the next turn (signature unchanged)."""
-    block: JsonObject = {"type": kind}
-    for key, value in (("thinking", thinking), ("signature", signature), ("data", data)):
-        if value is not None:
-            block[key] = value
-    return block
 
 
 def usage_from_anthropic(u: _Usage) -> Usage:

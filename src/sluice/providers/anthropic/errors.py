@@ -7,7 +7,7 @@ from typing import Any, Final
 import msgspec
 
 from sluice.errors import ProviderError
-from sluice.providers.base import kind_for_status, parse_retry_after, scrub
+from sluice.providers.base import kind_for_status, scrub, upstream_error
 from sluice.schema.upstream import UpstreamResponse
 
 _TYPE_KINDS: Final = {
@@ -45,17 +45,7 @@ def anthropic_error(resp: UpstreamResponse, provider: str, secret: str | None) -
     except msgspec.DecodeError:
         etype, message = None, ""
     kind = _kind(etype, message, resp.status)
-    if kind == "auth":
-        text = f"the provider rejected the gateway's credentials (HTTP {resp.status})"
-    else:
-        text = scrub(message or f"HTTP {resp.status}", secret)
-    return ProviderError(
-        kind,
-        text,
-        provider=provider,
-        upstream_status=resp.status,
-        retry_after=parse_retry_after(resp.headers),
-    )
+    return upstream_error(kind, message or f"HTTP {resp.status}", resp, provider, secret)
 
 
 def stream_error(payload: Any, provider: str, secret: str | None) -> ProviderError:

@@ -10,11 +10,12 @@ Usage: ``inputTokens`` excludes cache reads/writes, so prompt_tokens adds them b
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
 from sluice.errors import ProviderError
+from sluice.providers.base import append_turn, arguments_object
 from sluice.schema.chat import (
     ChatRequest,
     ChatResponse,
@@ -57,11 +58,11 @@ def to_converse_request(req: ChatRequest, provider: str) -> bytes:
                     "status": "success",
                 }
             }
-            _append(turns, "user", [result])
+            append_turn(turns, "user", [result])
         elif msg.role == "assistant":
-            _append(turns, "assistant", _assistant(msg))
+            append_turn(turns, "assistant", _assistant(msg))
         else:
-            _append(turns, "user", _user(msg, provider))
+            append_turn(turns, "user", _user(msg, provider))
     body: JsonObject = {"messages": turns}
     if system:
         body["system"] = system
@@ -76,13 +77,6 @@ def to_converse_request(req: ChatRequest, provider: str) -> bytes:
     if req.extra_body and isinstance(req.extra_body.get("top_k"), int):
         body["additionalModelRequestFields"] = {"top_k": req.extra_body["top_k"]}
     return _encode(body)
-
-
-def _append(turns: list[JsonObject], role: str, blocks: list[JsonObject]) -> None:
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
 
 
 def _user(msg: Message, provider: str) -> list[JsonObject]:
@@ -114,16 +108,16 @@ def _assistant(msg: Message) -> list[JsonObject]:
     if text:
         blocks.append({"text": text})
     for call in msg.tool_calls or ():
-        blocks.append({"toolUse": {"toolUseId": call.id, "name": call.function.name, "input": _args(call)}})
+        blocks.append(
+            {
+                "toolUse": {
+                    "toolUseId": call.id,
+                    "name": call.function.name,
+                    "input": arguments_object(call.function.arguments),
+                }
+            }
+        )
     return blocks or [{"text": ""}]
-
-
-def _args(call: ToolCall) -> Any:
-    try:
-        value = _decode(call.function.arguments) if call.function.arguments else {}
-    except msgspec.DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _tools(req: ChatRequest, body: JsonObject) -> None:

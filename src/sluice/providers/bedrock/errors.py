@@ -7,7 +7,7 @@ from typing import Any, Final
 import msgspec
 
 from sluice.errors import ProviderError
-from sluice.providers.base import kind_for_status, parse_retry_after, scrub
+from sluice.providers.base import kind_for_status, scrub, upstream_error
 from sluice.schema.upstream import UpstreamResponse
 
 _TYPE_KINDS: Final = {
@@ -50,18 +50,7 @@ def bedrock_error(resp: UpstreamResponse, provider: str, secret: str | None) -> 
         error_type = str(body.get("__type", "")).rsplit("#", 1)[-1]
     message = _message(body)
     kind = _kind(error_type, message, resp.status)
-    text = (
-        f"the provider rejected the gateway's credentials (HTTP {resp.status})"
-        if kind == "auth"
-        else scrub(message or f"HTTP {resp.status} {error_type}", secret)
-    )
-    return ProviderError(
-        kind,
-        text,
-        provider=provider,
-        upstream_status=resp.status,
-        retry_after=parse_retry_after(resp.headers),
-    )
+    return upstream_error(kind, message or f"HTTP {resp.status} {error_type}", resp, provider, secret)
 
 
 def stream_exception(exception_type: str, payload: bytes, provider: str, secret: str | None) -> ProviderError:

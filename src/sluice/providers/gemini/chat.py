@@ -17,6 +17,7 @@ from typing import Any, Final
 import msgspec
 
 from sluice.errors import ProviderError
+from sluice.providers.base import append_turn, arguments_object
 from sluice.schema.chat import (
     ChatRequest,
     ChatResponse,
@@ -62,13 +63,13 @@ def to_gemini_request(req: ChatRequest) -> bytes:
         elif msg.role == "tool":
             name = names.get(msg.tool_call_id or "", "")
             part = {"functionResponse": {"name": name, "response": _tool_result(msg.text())}}
-            _append(contents, "user", [part])
+            append_turn(contents, "user", [part], "parts")
         elif msg.role == "assistant":
             for call in msg.tool_calls or ():
                 names[call.id] = call.function.name
-            _append(contents, "model", _model_parts(msg))
+            append_turn(contents, "model", _model_parts(msg), "parts")
         else:
-            _append(contents, "user", _user_parts(msg))
+            append_turn(contents, "user", _user_parts(msg), "parts")
     body: JsonObject = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
@@ -77,13 +78,6 @@ def to_gemini_request(req: ChatRequest) -> bytes:
     if config:
         body["generationConfig"] = config
     return _encode(body)
-
-
-def _append(contents: list[JsonObject], role: str, parts: list[JsonObject]) -> None:
-    if contents and contents[-1]["role"] == role:
-        contents[-1]["parts"].extend(parts)
-    else:
-        contents.append({"role": role, "parts": parts})
 
 
 def _tool_result(text: str) -> JsonObject:
@@ -122,19 +116,13 @@ def _model_parts(msg: Message) -> list[JsonObject]:
     if text:
         parts.append({"text": text})
     for call in msg.tool_calls or ():
-        part: JsonObject = {"functionCall": {"name": call.function.name, "args": _args(call)}}
+        part: JsonObject = {
+            "functionCall": {"name": call.function.name, "args": arguments_object(call.function.arguments)}
+        }
         if signatures.get(call.id):
             part["thoughtSignature"] = signatures[call.id]
         parts.append(part)
     return parts or [{"text": ""}]
-
-
-def _args(call: ToolCall) -> Any:
-    try:
-        value = _decode(call.function.arguments) if call.function.arguments else {}
-    except msgspec.DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def clean_schema(schema: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any, Final
 import msgspec
 
 from sluice.errors import ProviderError
-from sluice.providers.base import kind_for_status, parse_retry_after, scrub
+from sluice.providers.base import kind_for_status, scrub, upstream_error
 from sluice.schema.upstream import UpstreamResponse
 
 _STATUS_KINDS: Final = {
@@ -40,18 +40,7 @@ def gemini_error(resp: UpstreamResponse, provider: str, secret: str | None) -> P
     except msgspec.DecodeError:
         status_name, message = None, ""
     kind = _kind(status_name, message, resp.status)
-    text = (
-        f"the provider rejected the gateway's credentials (HTTP {resp.status})"
-        if kind == "auth"
-        else scrub(message or f"HTTP {resp.status}", secret)
-    )
-    return ProviderError(
-        kind,
-        text,
-        provider=provider,
-        upstream_status=resp.status,
-        retry_after=parse_retry_after(resp.headers),
-    )
+    return upstream_error(kind, message or f"HTTP {resp.status}", resp, provider, secret)
 
 
 def stream_error(payload: Any, provider: str, secret: str | None) -> ProviderError:

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from sluice.errors import ProviderError
-from sluice.providers.base import kind_for_status, parse_retry_after, scrub
+from sluice.providers.base import kind_for_status, scrub, upstream_error
 from sluice.schema.upstream import UpstreamResponse
 
 _CODE_KINDS = {
@@ -39,18 +39,7 @@ def error_message_and_code(body: bytes) -> tuple[str | None, str | None]:
 def openai_error(resp: UpstreamResponse, provider: str, secret: str | None) -> ProviderError:
     message, code = error_message_and_code(resp.body)
     kind = _CODE_KINDS.get(code or "", kind_for_status(resp.status))
-    if kind == "auth":
-        # The upstream refused *our* credential: say so without echoing anything about it.
-        text = f"the provider rejected the gateway's credentials (HTTP {resp.status})"
-    else:
-        text = scrub(message or f"HTTP {resp.status}", secret)
-    return ProviderError(
-        kind,
-        text,
-        provider=provider,
-        upstream_status=resp.status,
-        retry_after=parse_retry_after(resp.headers),
-    )
+    return upstream_error(kind, message or "", resp, provider, secret)
 
 
 def stream_error(payload: Any, provider: str, secret: str | None) -> ProviderError:
