@@ -24,7 +24,7 @@ from sluice.pipeline.core import compose
 from sluice.pipeline.quotas import Quotas
 from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
-from sluice.routing.router import Router
+from sluice.routing.router import Router, RouterHooks
 from sluice.server import admin_routes, anthropic_routes, openai_routes
 from sluice.server.render import error_response
 from sluice.server.services import SERVICES, Services
@@ -112,10 +112,12 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
         quotas = Quotas(
             limiter, counter, ConfigCatalog(config.models, providers, prices),
             teams={n: LevelLimits(t.rate_limit, t.budget) for n, t in config.teams.items()},
+            routes={r.name: r.rate_limit for r in config.routes if r.rate_limit is not None},
         )  # fmt: skip
         router = Router(
-            config.models, providers, adapters, transport, config.server.request_timeout_s, guard=quotas
-        )
+            config, adapters, transport, providers=providers, prices=prices, guard=quotas,
+            hooks=RouterHooks(shadow_sink=accounting.finish),  # shadow calls get records of their own
+        )  # fmt: skip
 
         async def terminal(ctx: RequestContext) -> Result:
             return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))
@@ -124,6 +126,7 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
             [
                 accounting.middleware,  # outermost: records every outcome below it
                 make_authorize_middleware(frozenset(config.models)),
+                router.select,  # routes: (sets ctx.route, so the route's rate limit applies below)
                 quotas,  # rate limits and budgets: reserve before, settle after
             ],
             terminal,
@@ -136,6 +139,7 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
         yield
         svc.draining = True
         await keys.stop()
+        await router.aclose(timeout_s=config.server.shutdown_grace_s)  # shadow calls in flight
         await writer.close(timeout_s=config.server.shutdown_grace_s)
         await limiter.close()
         if isinstance(alerts, WebhookAlerts):
@@ -151,6 +155,7 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
 
 def _policy_counts_tokens(config: Config) -> bool:
     limits = [t.rate_limit for t in config.teams.values()] + list(config.limits.providers.values())
+    limits.extend(r.rate_limit for r in config.routes)
     budgets = [t.budget for t in config.teams.values()]
     users = config.limits.users
     if users is not None:

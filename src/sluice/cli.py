@@ -82,7 +82,8 @@ def check_config(path: str | None) -> None:
     """Validate a policy file (unknown keys, types, env secrets, references) and exit."""
     config = _load(path)
     click.echo(
-        f"ok: {len(config.providers)} providers, {len(config.models)} models, {len(config.teams)} teams"
+        f"ok: {len(config.providers)} providers, {len(config.models)} models, {len(config.routes)} routes, "
+        f"{len(config.teams)} teams"
     )
 
 
@@ -259,6 +260,58 @@ def spend(config_path: str | None, group_by: str, since: str | None, as_json: bo
     _emit(out, as_json, [group_by, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd"])
     if not as_json and since_ts:
         click.echo(f"(since {datetime.fromtimestamp(since_ts, UTC).isoformat(timespec='seconds')})", err=True)
+
+
+@main.group()
+def routes() -> None:
+    """Inspect routing policy."""
+
+
+@routes.command("explain")
+@config_option
+@click.option("--team", help="The caller's team.")
+@click.option("--model", required=True, help="The model the request asks for.")
+@click.option("--task", help="The task (x-sluice-task / metadata.task).")
+@click.option("--user", help="The end user.")
+@click.option("--key", "key_id", help="The gateway key id.")
+@click.option("--tags", help="Comma-separated tags.")
+@json_option
+def routes_explain(config_path: str | None, as_json: bool, **facts: str | None) -> None:
+    """Which route and targets a request would get, and why."""
+    from sluice.routing.explain import explain, explain_text
+    from sluice.routing.routes import Facts
+
+    config = _load(config_path)
+    tags = tuple(t.strip() for t in (facts.pop("tags") or "").split(",") if t.strip())
+    try:
+        result = explain(config, Facts(key=facts.pop("key_id"), tags=tags, **facts))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(result, indent=2) if as_json else explain_text(result))
+
+
+@main.group()
+def shadow() -> None:
+    """Shadow traffic."""
+
+
+@shadow.command("report")
+@config_option
+@click.option("--since", help="2026-11-01, an ISO time, or 7d / 24h ago.")
+@json_option
+def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> None:
+    """Shadow calls compared with the answers they mirrored: similarity, latency, tokens, cost."""
+    from sluice.routing.explain import shadow_report as report
+    from sluice.server.admin_routes import parse_since
+
+    config = _load(config_path)
+    try:
+        since_ts = parse_since(since)
+    except SluiceError as exc:
+        raise click.ClickException(exc.message) from None
+    rows = report(_with_store(config, lambda s: s.shadow_rows(since_ts)))
+    _emit(rows, as_json, ["route", "primary_model", "shadow_model", "calls", "shadow_errors", "similarity",
+                          "primary_latency_ms", "shadow_latency_ms", "primary_cost_usd", "shadow_cost_usd"])  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,7 @@ import msgspec
 import yaml
 
 from sluice.config.model import Config, Secret
+from sluice.config.routing_checks import check_routing
 from sluice.errors import ConfigError
 
 ENV_PREFIX = "env:"
@@ -95,8 +96,7 @@ def _check_references(config: Config, origin: str) -> None:
             path = f"$.models.{name}.targets[{i}]"
             if target.provider not in config.providers:
                 raise ConfigError(f"{origin}: unknown provider '{target.provider}' - at `{path}.provider`")
-            if target.weight <= 0:
-                raise ConfigError(f"{origin}: weight must be positive - at `{path}.weight`")
+    check_routing(config, origin)
     for team_name, team in config.teams.items():
         for i, model_name in enumerate(team.models or []):
             if model_name not in config.models:

@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
+from sluice.config.routing import RouteConfig, RoutingConfig, Strategy
 from sluice.config.secret import Secret
 
 __all__ = ["Secret"]
@@ -72,13 +73,19 @@ class ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
 class TargetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     provider: str
     model: str
-    weight: float = 1.0
+    #: Relative share of traffic under ``strategy: weighted`` (default 1); rejected otherwise.
+    weight: float | None = None
+    #: Per-attempt limit (else the provider's ``timeout_s``).
     timeout_s: float | None = None
+    #: Context window in tokens (else the price book's, if it knows the model).
+    max_input_tokens: int | None = None
 
 
 class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     targets: list[TargetConfig]
-    strategy: Literal["fallback", "weighted", "least_latency", "least_busy", "cheapest"] = "fallback"
+    strategy: Strategy = "fallback"
+    #: Models tried after this one's targets, in order (after a route's own ``fallback``).
+    fallback: list[str] = msgspec.field(default_factory=list)
     owned_by: str = "sluice"
 
 
@@ -108,6 +115,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     state: StateConfig = msgspec.field(default_factory=StateConfig)
     providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
     models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
+    routes: list[RouteConfig] = msgspec.field(default_factory=list)
+    routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     teams: dict[str, TeamConfig] = msgspec.field(default_factory=dict)
     prices: dict[str, PriceConfig] = msgspec.field(default_factory=dict)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)

@@ -4,7 +4,7 @@ Where they sit in the policy file::
 
     routing: RoutingConfig            defaults: retries, fallback kinds, breakers, retry budget
     routes: [RouteConfig, ...]        matched top-down, first match wins
-    models.<name>.fallback: [...]     a model's own fallback models (RouteConfig.fallback comes first)
+    models.<name>.fallback: [...]     a model's own fallback models (after the route's fallback)
 
 Cross-references (unknown models, fallback cycles, weights) are checked in ``routing_checks``.
 """

@@ -100,8 +100,26 @@ class Accounting:
         price = self._prices.lookup(ctx.served_model, self._provider_types.get(ctx.provider))
         return float(cost(ctx.usage, price)) if price is not None else None
 
+    def _bill(self, ctx: RequestContext) -> tuple[Usage | None, float | None]:
+        """Tokens and cost: the sum of what each attempt was billed (routing records it per attempt;
+        one answer is billed once), else the answer's usage at the served model's price."""
+        billed = [a for a in ctx.attempts if a.usage is not None]
+        if not billed:
+            return ctx.usage, self._cost(ctx)
+        total: float | None = None
+        for a in billed:
+            assert a.usage is not None
+            price = self._prices.lookup(a.model, self._provider_types.get(a.provider))
+            if price is not None:
+                a.cost_usd = float(cost(a.usage, price))
+                total = (total or 0.0) + a.cost_usd
+        if len(billed) == 1:
+            return billed[0].usage, total
+        return _sum_usage([a.usage for a in billed if a.usage is not None]), total
+
     def _record(self, ctx: RequestContext, now: float) -> RequestRecord:
-        usage = ctx.usage or Usage()
+        billed_usage, cost_usd = self._bill(ctx)
+        usage = billed_usage or Usage()
         principal = ctx.principal
         err = ctx.error
         return RequestRecord(
@@ -126,19 +144,28 @@ class Accounting:
             cached_tokens=usage.cached_tokens,
             cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=self._cost(ctx),
+            cost_usd=cost_usd,
             latency_ms=(now - ctx.started) * 1000.0,
             ttft_ms=(ctx.first_token_at - ctx.started) * 1000.0 if ctx.first_token_at else None,
             attempts=len(ctx.attempts),
             attempts_detail=_encode(ctx.attempts).decode(),  # dataclasses encode natively
             note=ctx.note,
+            route_reason=ctx.route_reason,
+            shadow_of=ctx.shadow_of,
+            comparison=ctx.comparison,
         )
+
+
+def _sum_usage(items: list[Usage]) -> Usage:
+    p = sum(u.prompt_tokens for u in items)
+    c = sum(u.completion_tokens for u in items)
+    return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
 
 
 def _access_line(r: RequestRecord) -> dict[str, object]:
     return {
         "request_id": r.id, "key_id": r.key_id, "team": r.team, "user": r.user, "model": r.requested_model,
-        "served_model": r.served_model, "provider": r.provider, "status": r.status,
+        "served_model": r.served_model, "provider": r.provider, "route": r.route, "status": r.status,
         "error_source": r.error_source, "prompt_tokens": r.prompt_tokens,
         "completion_tokens": r.completion_tokens, "cost_usd": r.cost_usd,
         "latency_ms": round(r.latency_ms, 3), "ttft_ms": r.ttft_ms, "attempts": r.attempts,

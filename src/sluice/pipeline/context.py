@@ -42,6 +42,14 @@ class Attempt:
     status: int | None = None
     error_kind: str | None = None
     latency_ms: float = 0.0
+    #: The wait (backoff, retry-after) before this attempt began.
+    backoff_ms: float = 0.0
+    #: What the provider billed for this attempt: its reported usage, or for a stream cut after its
+    #: first chunk an estimate of what was relayed (``estimated``). None = nothing billed.
+    usage: Usage | None = None
+    estimated: bool = False
+    #: Filled in by accounting from ``usage`` and the served model's price.
+    cost_usd: float | None = None
 
 
 class ChunkStream:
@@ -83,6 +91,10 @@ class RequestContext:
     started_wall: float = field(default_factory=time.time)
     # Filled in by routing:
     route: str | None = None
+    #: Why this route and model: the matched conditions, complexity verdict, skipped targets.
+    route_reason: str | None = None
+    #: The model the route chose to serve the request (before fallbacks).
+    routed_model: str | None = None
     provider: str | None = None
     served_model: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
@@ -93,6 +105,9 @@ class RequestContext:
     status: int = 200
     error: SluiceError | None = None
     note: str | None = None
+    #: Shadow calls: the id of the request this one mirrored, and the comparison (JSON).
+    shadow_of: str | None = None
+    comparison: str | None = None
     #: Extra headers for the caller's response (x-ratelimit-*, ...), set by middlewares.
     response_headers: dict[str, str] = field(default_factory=dict)
 

@@ -249,14 +249,6 @@ class Quotas:
         if ticket is not None:
             self.settle_provider(ticket, usage)
 
-    def meter_attempt_stream(
-        self, chunks: AsyncIterator[ChatChunk], ticket: Ticket | None, ctx: RequestContext
-    ) -> AsyncIterator[ChatChunk]:
-        if ticket is None:
-            return chunks
-        plan = self._plans.get(ctx.request_id)
-        return self.meter_provider_stream(chunks, ticket, plan.prompt_tokens if plan is not None else 0)
-
     async def admit_route(self, route: str, tokens: int) -> Ticket:
         """For a route chosen after this middleware ran: admit against its rate limit."""
         rate = self._routes.get(route)

@@ -1,232 +1,225 @@
-"""The attempt loop: resolve a model to targets, try them in order, fall back on retryable errors.
+"""The Router: the pipeline's terminal. It picks the route, orders the targets, and runs the
+attempt loop (``loop.py``) for chat (plain or streamed) and embeddings.
 
-A streamed answer is committed to a target only once its first chunk arrived: until then a failure
-(connection refused, error status, a stream that dies before its first chunk) falls through to the
-next target; after it, errors surface in the stream and are never retried.
+Entry points:
+
+* :meth:`Router.select` — a middleware placed before quotas: matches ``routes:`` and sets
+  ``ctx.route``, ``ctx.route_reason`` and ``ctx.routed_model`` (so route rate limits apply).
+* :meth:`Router.chat` / :meth:`Router.embed` — the terminal handlers (they route the request
+  themselves if ``select`` did not run).
+* :meth:`Router.health_view` — breakers, moving averages, in-flight counts, retry budget.
+* :meth:`Router.aclose` — let shadow calls finish at shutdown.
+
+A provider-account limit hook (:class:`~sluice.routing.attempt.AttemptGuard`) is passed as
+``guard``: it admits every upstream attempt and is settled when the attempt ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TypeVar
 
-from sluice.config.model import ModelConfig, ProviderConfig
-from sluice.errors import BadRequest, NotFound, ProviderError, RateLimited
-from sluice.pipeline.context import Attempt, ChunkStream, RequestContext
-from sluice.providers.base import ChatAdapter, EmbeddingAdapter, StreamDecoder, Target
-from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
+from sluice.config.model import Config, ProviderConfig, TargetConfig
+from sluice.config.routing import RetryConfig
+from sluice.errors import NotFound, SluiceError
+from sluice.pipeline.context import CallNext, ChunkStream, RequestContext, Result
+from sluice.pricing import PriceBook, cost
+from sluice.providers.base import ChatAdapter, Target
+from sluice.routing.attempt import AttemptGuard
+from sluice.routing.calls import Call, ChatCall, EmbedCall, StreamCall
+from sluice.routing.health import HealthBoard
+from sluice.routing.loop import AttemptLoop, LoopEnv
+from sluice.routing.retry import RetryBudget
+from sluice.routing.routes import Facts, Plan, RouteTable
+from sluice.routing.shadow import ShadowRunner, ShadowWatch
+from sluice.routing.strategies import Option, Shape, order, shape_of
+from sluice.schema.chat import ChatRequest, ChatResponse, Usage
 from sluice.schema.embeddings import EmbeddingResponse
-from sluice.schema.upstream import UpstreamResponse
-from sluice.transport.client import Deadline, Transport, UpstreamStream
+from sluice.transport.client import Transport
 
-
-class AttemptGuard(Protocol):
-    """Admission of one upstream attempt (provider-account rate limits). ``admit_attempt`` raises
-    ``RateLimited`` to refuse; the handle it returns is settled exactly once, however it ends."""
-
-    async def admit_attempt(self, ctx: RequestContext, provider: str) -> Any: ...
-
-    def settle_attempt(self, handle: Any, usage: Usage | None) -> None: ...
-
-    def meter_attempt_stream(
-        self, chunks: AsyncIterator[ChatChunk], handle: Any, ctx: RequestContext
-    ) -> AsyncIterator[ChatChunk]: ...
-
-
-class _NoGuard:
-    async def admit_attempt(self, ctx: RequestContext, provider: str) -> None:
-        return None
-
-    def settle_attempt(self, handle: Any, usage: Usage | None) -> None:
-        return None
-
-    def meter_attempt_stream(
-        self, chunks: AsyncIterator[ChatChunk], handle: Any, ctx: RequestContext
-    ) -> AsyncIterator[ChatChunk]:
-        return chunks
+T = TypeVar("T")
+_PLAIN = Shape(prompt_tokens=0, output_tokens=0)
+_STREAMED = Shape(prompt_tokens=0, output_tokens=0, stream=True)
 
 
 @dataclass(frozen=True, slots=True)
-class ModelRoute:
-    name: str
-    targets: tuple[Target, ...]
+class RouterHooks:
+    """Injected for tests: the clock, the sleep between retries, randomness; and the shadow sink."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rand: Callable[[], float] = random.random
+    #: Receives each finished shadow call's context (app wiring: ``accounting.finish``).
+    shadow_sink: Callable[[RequestContext], None] | None = None
 
 
 class Router:
     def __init__(
         self,
-        models: Mapping[str, ModelConfig],
-        providers: Mapping[str, ProviderConfig],
+        config: Config,
         adapters: Mapping[str, ChatAdapter],
         transport: Transport,
-        request_timeout_s: float = 600.0,
+        *,
+        providers: Mapping[str, ProviderConfig] | None = None,
+        prices: PriceBook | None = None,
         guard: AttemptGuard | None = None,
+        hooks: RouterHooks | None = None,
     ) -> None:
-        self._request_timeout_s = request_timeout_s
-        self._guard: AttemptGuard = guard or _NoGuard()
+        hooks = hooks or RouterHooks()
+        routing = config.routing
+        self.config = config
         self._adapters = adapters
-        self._providers = providers
         self._transport = transport
-        self._routes = {
-            name: ModelRoute(
-                name,
-                tuple(Target(t.provider, t.model, t.weight, t.timeout_s) for t in cfg.targets),
-            )
-            for name, cfg in models.items()
-        }
+        self._prices = prices or PriceBook.load(config.prices)
+        self.table = RouteTable(config.routes, config.models, routing, config.server.request_timeout_s)
+        self.health = HealthBoard(routing.breaker, routing.latency_alpha, hooks.clock)
+        self.budget = RetryBudget(routing.retry_budget)
+        self._env = LoopEnv(
+            self.health, self.budget, dict(providers or config.providers), hooks.clock, hooks.sleep,
+            hooks.rand, guard,
+        )  # fmt: skip
+        self._shadow_env = dataclasses.replace(self._env, budget=None)
+        self._options = {name: tuple(self._option(t) for t in m.targets) for name, m in config.models.items()}
+        self._strategies = {name: m.strategy for name, m in config.models.items()}
+        self._shadow_plans: dict[str, Plan] = {}
+        self.shadows = ShadowRunner(self._shadow_call, hooks.shadow_sink or _drop, self.cost_of, hooks.rand)
+
+    def _option(self, t: TargetConfig) -> Option:
+        target = Target(t.provider, t.model, t.weight if t.weight is not None else 1.0, t.timeout_s)
+        price = self._prices.lookup(t.model, self._provider_type(t.provider))
+        window = t.max_input_tokens or (price.max_input_tokens if price is not None else None)
+        return Option(target, self.health.get(target), price, window)
+
+    def _provider_type(self, provider: str | None) -> str | None:
+        adapter = self._adapters.get(provider) if provider else None
+        return adapter.type if adapter is not None else None
+
+    def cost_of(self, model: str | None, provider: str | None, usage: Usage | None) -> float | None:
+        if model is None or usage is None:
+            return None
+        price = self._prices.lookup(model, self._provider_type(provider))
+        return float(cost(usage, price)) if price is not None else None
+
+    # ------------------------------------------------------------------ routing
 
     def targets(self, model: str) -> tuple[Target, ...]:
-        route = self._routes.get(model)
-        if route is None:
+        options = self._options.get(model)
+        if options is None:
             raise NotFound(
                 f"model '{model}' does not exist on this gateway", param="model", code="model_not_found"
             )
-        return route.targets
+        return tuple(o.target for o in options)
 
-    def adapter(self, provider: str) -> ChatAdapter:
-        return self._adapters[provider]
+    def route(self, ctx: RequestContext) -> Plan:
+        """Choose the route and model once per request; the plan itself is cached per (route, model)."""
+        if ctx.routed_model is None:
+            p = ctx.principal
+            facts = Facts(
+                team=p.team if p else None, key=p.key_id if p else None, user=ctx.user,
+                model=ctx.requested_model, task=ctx.task, tags=ctx.tags,
+            )  # fmt: skip
+            ctx.route, ctx.routed_model, ctx.route_reason = self.table.choose(facts, ctx.chat)
+        plan = self.table.plan(ctx.route, ctx.routed_model)
+        if not plan.models:
+            self.targets(ctx.routed_model)  # raises NotFound
+        return plan
 
-    def _deadline(self, ctx: RequestContext, target: Target) -> Deadline:
-        """The attempt's limit: its target's timeout, capped by what is left of the request's."""
-        timeout = target.timeout_s or self._providers[target.provider].timeout_s
-        left = self._request_timeout_s - (time.perf_counter() - ctx.started)
-        if left <= 0:
-            raise ProviderError(
-                "timeout", "the request ran out of time (server.request_timeout_s)", provider=target.provider
-            )
-        first = min(timeout, left)
-        return Deadline(total_s=first, first_byte_s=first, idle_s=timeout)
+    async def select(self, ctx: RequestContext, call_next: CallNext) -> Result:
+        """Middleware: route before the quotas run, so a route's rate limit applies."""
+        self.route(ctx)
+        return await call_next(ctx)
+
+    def candidates(self, plan: Plan, req: ChatRequest | None) -> list[Option]:
+        """Every target of the plan's models, each model's ordered by its strategy, without repeats.
+        The request's size is estimated only when a strategy needs it (``cheapest``)."""
+        out: list[Option] = []
+        seen: set[tuple[str, str]] = set()
+        rand = self._env.rand
+        shape = _STREAMED if req is not None and req.stream else _PLAIN
+        for model in plan.models:
+            strategy = self._strategies[model]
+            if strategy == "cheapest" and req is not None and shape.prompt_tokens == 0:
+                shape = shape_of(req)
+            for opt in order(strategy, self._options[model], shape, rand):
+                key = (opt.target.provider, opt.target.model)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(opt)
+        return out
+
+    # ------------------------------------------------------------------ serving
 
     async def chat(self, ctx: RequestContext) -> ChatResponse | ChunkStream:
         req = ctx.chat
         assert req is not None
-        last: ProviderError | RateLimited | None = None
-        for target in self.targets(ctx.requested_model):
-            try:
-                handle = await self._guard.admit_attempt(ctx, target.provider)
-            except RateLimited as exc:  # this provider account is at its limit: try the next target
-                last = exc
-                continue
-            attempt = Attempt(provider=target.provider, model=target.model)
-            ctx.attempts.append(attempt)
-            started = time.perf_counter()
-            try:
-                if req.stream:
-                    stream = await self._open_stream(ctx, req, target, attempt)
-                    stream.chunks = self._guard.meter_attempt_stream(stream.chunks, handle, ctx)
-                    handle = None  # settled by the metered stream, however it ends
-                    return stream
-                response = await self._complete(ctx, req, target, attempt)
-                self._guard.settle_attempt(handle, response.usage)
-                handle = None
-                ctx.provider, ctx.served_model = target.provider, target.model
-                return response
-            except ProviderError as exc:
-                attempt.status = exc.upstream_status
-                attempt.error_kind = exc.kind
-                last = exc
-                if not exc.retryable:
-                    raise
-            finally:
-                if handle is not None:
-                    self._guard.settle_attempt(handle, None)
-                attempt.latency_ms = (time.perf_counter() - started) * 1000.0
-        assert last is not None
-        raise last
-
-    async def _complete(
-        self, ctx: RequestContext, req: ChatRequest, target: Target, attempt: Attempt
-    ) -> ChatResponse:
-        adapter = self._adapters[target.provider]
-        upstream = adapter.build_request(req, target)
-        resp = await self._transport.send(upstream, self._deadline(ctx, target))
-        attempt.status = resp.status
-        if resp.status >= 400:
-            raise adapter.parse_error(resp)
-        return adapter.parse_response(resp, req)
-
-    async def _open_stream(
-        self, ctx: RequestContext, req: ChatRequest, target: Target, attempt: Attempt
-    ) -> ChunkStream:
-        adapter = self._adapters[target.provider]
-        upstream = adapter.build_request(req, target)
-        stream = await self._transport.open_stream(upstream, self._deadline(ctx, target))
-        attempt.status = stream.status
+        plan = self.route(ctx)
+        watch = self.shadows.start(ctx, plan.shadow) if plan.shadow is not None else None
+        call: Call[ChatResponse | ChunkStream]
+        if req.stream:
+            call = StreamCall(
+                self._adapters, self._transport, req,
+                first_token_s=plan.first_token_timeout_s, on_end=watch.stream_ended if watch else None,
+            )  # fmt: skip
+        else:
+            call = ChatCall(self._adapters, self._transport, req)
         try:
-            if stream.status >= 400:
-                body = await stream.read_all()
-                raise adapter.parse_error(UpstreamResponse(stream.status, stream.headers, body))
-            decoder = adapter.stream_decoder(req)
-            chunks = stream.chunks()
-            first, ended = await _first_chunks(chunks, decoder)
-        except BaseException:
-            stream.close()
+            result: ChatResponse | ChunkStream = await self._run(
+                self._env, ctx, plan, call, self.candidates(plan, req)
+            )
+        except BaseException as exc:
+            if watch is not None:
+                watch.failed(exc.kind if isinstance(exc, SluiceError) else "cancelled")
             raise
-        ctx.provider = target.provider
-        ctx.served_model = target.model
-        return ChunkStream(_relay(stream, chunks, decoder, first, ended))
+        if watch is not None and isinstance(result, ChatResponse):
+            watch.answered(result)
+        return result
 
     async def embed(self, ctx: RequestContext) -> EmbeddingResponse:
         req = ctx.embedding
         assert req is not None
-        last: ProviderError | None = None
-        for target in self.targets(ctx.requested_model):
-            adapter = self._adapters[target.provider]
-            if not isinstance(adapter, EmbeddingAdapter):
-                continue
-            attempt = Attempt(provider=target.provider, model=target.model)
-            ctx.attempts.append(attempt)
-            started = time.perf_counter()
-            try:
-                resp = await self._transport.send(
-                    adapter.build_embedding_request(req, target), self._deadline(ctx, target)
-                )
-                attempt.status = resp.status
-                if resp.status >= 400:
-                    raise self._adapters[target.provider].parse_error(resp)
-                result = adapter.parse_embedding_response(resp, req)
-                ctx.provider, ctx.served_model = target.provider, target.model
-                return result
-            except ProviderError as exc:
-                attempt.error_kind = exc.kind
-                last = exc
-                if not exc.retryable:
-                    raise
-            finally:
-                attempt.latency_ms = (time.perf_counter() - started) * 1000.0
-        if last is not None:
-            raise last
-        raise BadRequest(f"model '{ctx.requested_model}' does not serve embeddings", param="model")
+        plan = self.route(ctx)
+        call = EmbedCall(self._adapters, self._transport, req)
+        return await self._run(self._env, ctx, plan, call, self.candidates(plan, None))
+
+    async def _run(self, env: LoopEnv, ctx: RequestContext, plan: Plan, call: Call[T], options: list[Option]) -> T:  # fmt: skip
+        budget = env.budget
+        if budget is not None:
+            budget.enter()
+        try:
+            return await AttemptLoop(env, ctx, plan, call).run(options)
+        finally:
+            if budget is not None:
+                budget.leave()
+
+    async def _shadow_call(self, sctx: RequestContext) -> ChatResponse:
+        assert sctx.chat is not None
+        model = sctx.requested_model
+        plan = self._shadow_plans.get(model)
+        if plan is None:
+            base = self.table.plan(None, model)
+            one = RetryConfig(max_attempts=1, retries=0)
+            plan = dataclasses.replace(base, models=(model,), shadow=None, retry=one)
+            self._shadow_plans[model] = plan
+        call = ChatCall(self._adapters, self._transport, sctx.chat)
+        return await self._run(self._shadow_env, sctx, plan, call, self.candidates(plan, sctx.chat))
+
+    # ------------------------------------------------------------------ operations
+
+    def health_view(self) -> dict[str, object]:
+        return {"targets": self.health.view(), "retry_budget": self.budget.view(),
+                "shadow_in_flight": len(self.shadows.tasks)}  # fmt: skip
+
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        await self.shadows.aclose(timeout_s)
 
 
-async def _first_chunks(chunks: AsyncIterator[bytes], decoder: StreamDecoder) -> tuple[list[ChatChunk], bool]:
-    """Read until the decoder yields its first chunk, so failures before it can fall back.
-    Returns the chunks and whether the upstream body already ended."""
-    async for data in chunks:
-        out = decoder.feed(data)
-        if out:
-            return out, False
-    return decoder.finish(), True
+def _drop(ctx: RequestContext) -> None:
+    return None
 
 
-async def _relay(
-    stream: UpstreamStream,
-    chunks: AsyncIterator[bytes],
-    decoder: StreamDecoder,
-    first: list[ChatChunk],
-    ended: bool,
-) -> AsyncIterator[ChatChunk]:
-    try:
-        for chunk in first:
-            yield chunk
-        if ended:
-            return
-        async for data in chunks:
-            for chunk in decoder.feed(data):
-                yield chunk
-        for chunk in decoder.finish():
-            yield chunk
-    finally:
-        stream.close()
+__all__ = ["Router", "RouterHooks", "ShadowWatch"]

@@ -192,6 +192,18 @@ async def budget_levels(svc: Services) -> list[Level]:
     return levels
 
 
+@routes.get("/admin/health")
+async def health(request: web.Request) -> web.Response:
+    """Routing health on this replica: each target's breaker, moving-average latency and time to
+    first token, requests in flight; the retry budget; shadow calls in flight."""
+    svc = services(request)
+    try:
+        _check_admin(request)
+    except SluiceError as exc:
+        return error_response(exc, None)
+    return _json(svc.router.health_view())
+
+
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     return _json({"status": "ok"})

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from sluice.errors import ConfigError
-from sluice.store.records import GroupBy, KeyRecord, SpendRow
+from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow
 
 
@@ -36,6 +36,10 @@ class Store(Protocol):
     async def spend(self, group_by: GroupBy, since: float | None) -> list[SpendRow]: ...
 
     async def count_requests(self) -> int: ...
+
+    async def shadow_rows(self, since: float | None) -> list[ShadowRow]:
+        """Shadow calls recorded since ``since`` (oldest first)."""
+        ...
 
 
 class StoreUnavailable(Exception):

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from sluice.store.base import StoreUnavailable
-from sluice.store.records import GroupBy, KeyRecord, SpendRow
+from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row
-from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, ddl
+from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS, ddl
 
 _TIMEOUT_S = 5.0
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
+_SHADOW_SELECT = "SELECT " + ", ".join(SHADOW_COLUMNS) + " FROM requests"
 _REQ_INSERT = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i + 1}' for i in range(len(REQUEST_COLUMNS)))}) ON CONFLICT (id) DO NOTHING"
@@ -102,3 +103,8 @@ class PostgresStore:
 
     async def count_requests(self) -> int:
         return int(await self._call("fetchval", "SELECT count(*) FROM requests"))
+
+    async def shadow_rows(self, since: float | None) -> list[ShadowRow]:
+        sql = _SHADOW_SELECT + " WHERE shadow_of IS NOT NULL AND ts >= $1 ORDER BY ts"
+        rows = await self._call("fetch", sql, since or 0.0)
+        return [ShadowRow(*tuple(r)) for r in rows]

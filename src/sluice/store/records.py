@@ -61,9 +61,27 @@ class RequestRecord:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     attempts: int = 0
-    #: JSON list of {provider, model, status, error_kind, latency_ms}.
+    #: JSON list of {provider, model, status, error_kind, latency_ms, backoff_ms, usage, estimated, cost_usd}.
     attempts_detail: str = "[]"
     note: str | None = None
+    #: Why this route and model were chosen, and what routing skipped on the way.
+    route_reason: str | None = None
+    #: Shadow calls: the mirrored request's id, and the comparison of the two answers (JSON).
+    shadow_of: str | None = None
+    comparison: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRow:
+    """One shadow call as ``sluice shadow report`` reads it."""
+
+    id: str
+    ts: float
+    route: str | None
+    shadow_of: str
+    status: int
+    cost_usd: float | None
+    comparison: str | None
 
 
 @dataclass(frozen=True, slots=True)

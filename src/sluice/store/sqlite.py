@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from sluice.store.base import StoreUnavailable
-from sluice.store.records import GroupBy, KeyRecord, SpendRow
+from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row
-from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, ddl
+from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS, ddl
 
 T = TypeVar("T")
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
+_SHADOW_SELECT = "SELECT " + ", ".join(SHADOW_COLUMNS) + " FROM requests"
 _REQ_INSERT = (
     f"INSERT OR IGNORE INTO requests ({', '.join(REQUEST_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)})"
@@ -145,3 +146,8 @@ class SQLiteStore:
     async def count_requests(self) -> int:
         row = await self._run(lambda c: c.execute("SELECT count(*) FROM requests").fetchone())
         return int(row[0])
+
+    async def shadow_rows(self, since: float | None) -> list[ShadowRow]:
+        sql = _SHADOW_SELECT + " WHERE shadow_of IS NOT NULL AND ts >= ? ORDER BY ts"
+        rows = await self._run(lambda c: c.execute(sql, (since or 0.0,)).fetchall())
+        return [ShadowRow(*r) for r in rows]

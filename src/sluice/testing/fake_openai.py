@@ -7,6 +7,8 @@ tool_choice other than none it calls the named or first tool with ``{"city": "Pa
 if the name contains ``parallel-tools``). Faults: ``fault-500``, ``fault-429`` (retry-after: 1),
 ``fault-529``, ``fault-400``, ``fault-401``, ``fault-context``, ``fault-malformed``,
 ``fault-drop-stream``, ``fault-stream-error``, ``fault-slow`` (first byte after ``slow_s``).
+Scripted sequences (``fake.script(model, [500, "429:2", "ok"])``, or ``POST /_script``) take
+precedence while they last: see :mod:`sluice.testing.scripted`.
 Every request is kept in ``.requests`` (and served at ``GET /_requests``).
 """
 
@@ -22,6 +24,7 @@ from aiohttp import web
 
 from sluice.schema.embeddings import floats_to_base64
 from sluice.testing.loopback import LoopbackServer
+from sluice.testing.scripted import Scripts, Step, behaviour, error_status
 
 _enc = msgspec.json.encode
 
@@ -43,6 +46,14 @@ _FAULTS = {
         400, "This model's maximum context length is 128000 tokens.", "invalid_request_error", "context_length_exceeded"
     ),
 }  # fmt: skip
+
+
+def _scripted_error(status: int, retry_after: float | None) -> web.Response:
+    if retry_after is not None:
+        headers = {"retry-after": f"{retry_after:g}"}
+        return _err(status, "Rate limit reached", "requests", "rate_limit_exceeded", headers)
+    etype = "server_error" if status >= 500 else "invalid_request_error"
+    return _err(status, f"scripted {status}", etype, None)
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -81,10 +92,12 @@ def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class FakeOpenAI(LoopbackServer):
-    def __init__(self, *, label: str = "", slow_s: float = 2.0) -> None:
+    def __init__(self, *, label: str = "", slow_s: float = 2.0, stall_s: float = 30.0) -> None:
         super().__init__(self._app, "/v1")
         self.label = label
         self.slow_s = slow_s
+        self.stall_s = stall_s
+        self.scripts = Scripts()
         self.requests: list[dict[str, Any]] = []
         self.prompt_filter_chunk = False
 
@@ -94,7 +107,22 @@ class FakeOpenAI(LoopbackServer):
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_requests", self._recorded)
+        app.router.add_post("/_script", self._set_script)
         return app
+
+    def script(self, model: str, steps: list[Step]) -> None:
+        """The next requests for ``model`` answer with these steps, in order."""
+        self.scripts.set(model, steps)
+
+    def count(self, model: str) -> int:
+        """Requests received for an upstream model name."""
+        bodies = [r["body"] for r in self.requests]
+        return sum(1 for b in bodies if isinstance(b, dict) and b.get("model") == model)
+
+    async def _set_script(self, request: web.Request) -> web.Response:
+        data = msgspec.json.decode(await request.read())
+        self.script(str(data["model"]), list(data["steps"]))
+        return web.json_response({"ok": True})
 
     def _record(self, request: web.Request, body: Any) -> None:
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
@@ -115,11 +143,19 @@ class FakeOpenAI(LoopbackServer):
 
     async def _answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         model = str(body.get("model", ""))
-        if model in _FAULTS:
-            return _FAULTS[model]()
-        if model == "fault-slow":
+        fault = behaviour(self.scripts.next(model), model)
+        if fault in _FAULTS:
+            return _FAULTS[fault]()
+        scripted = error_status(fault)
+        if scripted is not None:
+            return _scripted_error(*scripted)
+        if fault == "reset":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        if fault == "fault-slow":
             await asyncio.sleep(self.slow_s)
-        if model == "fault-malformed" and not body.get("stream"):
+        if fault in ("fault-malformed", "truncate") and not body.get("stream"):
             return web.Response(body=b'{"id": "chatcmpl-x", "choices": [', content_type="application/json")
         text = f"{self.label}echo: {_last_user_text(body.get('messages', []))}"
         calls = _tool_calls(body)
@@ -130,7 +166,7 @@ class FakeOpenAI(LoopbackServer):
                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}  # fmt: skip
         rid = "chatcmpl-" + hashlib.sha256(_enc(body)).hexdigest()[:20]
         if body.get("stream"):
-            return await self._stream(request, body, rid, text, calls, usage)
+            return await self._stream(request, body, rid, text, calls, usage, fault)
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None if calls else text,
@@ -153,6 +189,7 @@ class FakeOpenAI(LoopbackServer):
         text: str,
         calls: list[dict[str, Any]],
         usage: dict[str, Any],
+        fault: str = "",
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8"})
         await resp.prepare(request)
@@ -170,9 +207,11 @@ class FakeOpenAI(LoopbackServer):
                 chunk["usage"] = None
             return b"data: " + _enc(chunk) + b"\n\n"
 
-        if model == "fault-malformed":
+        if fault == "fault-malformed":
             await resp.write(b'data: {"id": "chatcmpl-x", "choices": [{"delta": \n\n')
             return resp
+        if fault == "slow-first-token":
+            await asyncio.sleep(self.slow_s)
         if self.prompt_filter_chunk:  # Azure opens streams with an empty-choices filter report
             head = {"id": "", "object": "", "created": 0, "model": "", "choices": [],
                     "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}  # fmt: skip
@@ -198,13 +237,17 @@ class FakeOpenAI(LoopbackServer):
             words = text.split(" ")
             deltas.extend({"content": w if i == 0 else " " + w} for i, w in enumerate(words))  # fmt: skip
         for n, delta in enumerate(deltas):
-            if model in ("fault-drop-stream", "fault-stream-error") and n == 2:
+            if n == 2 and fault in ("fault-drop-stream", "fault-stream-error", "truncate", "stall"):
                 await asyncio.sleep(0.05)  # let the first chunks reach the caller on their own
-            if model == "fault-drop-stream" and n == 2:
+                if fault == "truncate":
+                    return resp  # a clean end of body, but no finish_reason and no [DONE]
+                if fault == "stall":
+                    await asyncio.sleep(self.stall_s)
+            if fault == "fault-drop-stream" and n == 2:
                 assert request.transport is not None
                 request.transport.close()
                 return resp
-            if model == "fault-stream-error" and n == 2:
+            if fault == "fault-stream-error" and n == 2:
                 err = {
                     "error": {"message": "The server had an error while streaming.", "type": "server_error"}
                 }

@@ -1,0 +1,126 @@
+"""Routing policy checks a schema cannot express: unknown models, fallback cycles, weights, routes.
+
+Each failure is a :class:`ConfigError` naming the key's path, like every other policy error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from sluice.config.model import Config, ModelConfig
+from sluice.config.routing import RouteConfig
+from sluice.errors import ConfigError
+
+
+def check_routing(config: Config, origin: str) -> None:
+    for name, model in config.models.items():
+        _check_targets(name, model, origin)
+        _check_model_names(config, model.fallback, f"$.models.{name}.fallback", origin)
+        if name in model.fallback:
+            raise ConfigError(
+                f"{origin}: model '{name}' falls back to itself - at `$.models.{name}.fallback`"
+            )
+    _check_cycles(config, origin)
+    names: set[str] = set()
+    for i, route in enumerate(config.routes):
+        path = f"$.routes[{i}]"
+        if not route.name or route.name in names:
+            what = "a route needs a name" if not route.name else f"duplicate route name '{route.name}'"
+            raise ConfigError(f"{origin}: {what} - at `{path}.name`")
+        names.add(route.name)
+        _check_route(config, route, path, origin)
+    _check_reachable(config.routes, origin)
+
+
+def _fail(origin: str, message: str, path: str) -> ConfigError:
+    return ConfigError(f"{origin}: {message} - at `{path}`")
+
+
+def _check_targets(name: str, model: ModelConfig, origin: str) -> None:
+    weights: list[float] = []
+    for i, target in enumerate(model.targets):
+        path = f"$.models.{name}.targets[{i}]"
+        if target.weight is not None:
+            if model.strategy != "weighted":
+                raise _fail(origin, "weight only applies with strategy: weighted", f"{path}.weight")
+            if not math.isfinite(target.weight) or target.weight <= 0:
+                raise _fail(origin, "weight must be a positive number", f"{path}.weight")
+        weights.append(target.weight if target.weight is not None else 1.0)
+        if target.timeout_s is not None and target.timeout_s <= 0:
+            raise _fail(origin, "must be positive", f"{path}.timeout_s")
+        if target.max_input_tokens is not None and target.max_input_tokens <= 0:
+            raise _fail(origin, "must be positive", f"{path}.max_input_tokens")
+    if model.strategy == "weighted" and not math.isfinite(sum(weights)):
+        raise _fail(origin, "weights do not add up to a finite total", f"$.models.{name}.targets")
+
+
+def _check_model_names(config: Config, names: Iterable[str], path: str, origin: str) -> None:
+    seen: set[str] = set()
+    for j, model in enumerate(names):
+        if model not in config.models:
+            raise _fail(origin, f"unknown model '{model}'", f"{path}[{j}]")
+        if model in seen:
+            raise _fail(origin, f"model '{model}' is listed twice", f"{path}[{j}]")
+        seen.add(model)
+
+
+def _check_cycles(config: Config, origin: str) -> None:
+    """A model's fallbacks, followed transitively, must never lead back to it."""
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycle = " → ".join([*trail[trail.index(name) :], name])
+            raise _fail(origin, f"fallback cycle {cycle}", f"$.models.{trail[-1]}.fallback")
+        if name in done:
+            return
+        for nxt in config.models[name].fallback:
+            visit(nxt, [*trail, name])
+        done.add(name)
+
+    for name in config.models:
+        visit(name, [])
+
+
+def _check_route(config: Config, route: RouteConfig, path: str, origin: str) -> None:
+    for model, at in _each(route.match.model, f"{path}.match.model"):
+        if model not in config.models:
+            raise _fail(origin, f"unknown model '{model}' (the route could never match)", at)
+    for team, at in _each(route.match.team, f"{path}.match.team"):
+        if team not in config.teams:
+            raise _fail(origin, f"unknown team '{team}' (declare it under teams:)", at)
+    if route.model is not None and route.complexity is not None:
+        raise _fail(origin, "set either model or complexity, not both", f"{path}.complexity")
+    if route.model is not None and route.model not in config.models:
+        raise _fail(origin, f"unknown model '{route.model}'", f"{path}.model")
+    if route.complexity is not None:
+        for field in ("small", "large"):
+            model = getattr(route.complexity, field)
+            if model not in config.models:
+                raise _fail(origin, f"unknown model '{model}'", f"{path}.complexity.{field}")
+    _check_model_names(config, route.fallback, f"{path}.fallback", origin)
+    if route.model is not None and route.model in route.fallback:
+        raise _fail(origin, f"route model '{route.model}' falls back to itself", f"{path}.fallback")
+    if route.shadow is not None and route.shadow.model not in config.models:
+        raise _fail(origin, f"unknown model '{route.shadow.model}'", f"{path}.shadow.model")
+    if route.rate_limit is not None and route.rate_limit.empty:
+        raise _fail(origin, "a rate_limit needs rpm, tpm or concurrent", f"{path}.rate_limit")
+
+
+def _each(value: str | list[str] | None, path: str) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(value, path)]
+    return [(v, f"{path}[{j}]") for j, v in enumerate(value or ())]
+
+
+def _check_reachable(routes: list[RouteConfig], origin: str) -> None:
+    for i, route in enumerate(routes):
+        m = route.match
+        if (m.team, m.key, m.user, m.model, m.task, m.tags) == (None,) * 6 and i + 1 < len(routes):
+            later = routes[i + 1].name
+            raise _fail(
+                origin,
+                f"route '{later}' can never match: route '{route.name}' above it matches every request",
+                f"$.routes[{i + 1}]",
+            )
