@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from sluice.testing.loopback import LoopbackServer
+from sluice.testing.loopback import FakeUpstream
 
 _enc = msgspec.json.encode
 
@@ -70,24 +70,12 @@ def _usage(body: dict[str, Any], output: int) -> dict[str, int]:
     }
 
 
-class FakeAnthropic(LoopbackServer):
-    def __init__(self, *, slow_s: float = 2.0) -> None:
-        super().__init__(self._app, "")
-        self.slow_s = slow_s
-        self.requests: list[dict[str, Any]] = []
-
-    def _app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+class FakeAnthropic(FakeUpstream):
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
-        app.router.add_get("/_requests", self._recorded)
-        return app
-
-    async def _recorded(self, request: web.Request) -> web.Response:
-        return web.Response(body=_enc(self.requests), content_type="application/json")
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
-        body = msgspec.json.decode(await request.read())
-        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        body = await self.read_json(request)
         model = str(body.get("model", ""))
         if model in _FAULTS:
             return _FAULTS[model]()

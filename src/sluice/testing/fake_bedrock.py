@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from sluice.providers.bedrock.eventstream import encode_message
-from sluice.testing.loopback import LoopbackServer
+from sluice.testing.loopback import FakeUpstream
 
 _enc = msgspec.json.encode
 
@@ -58,20 +58,12 @@ def _uses(body: dict[str, Any], model: str) -> list[dict[str, Any]]:
     return [{"toolUseId": f"tooluse_{i}", "name": name, "input": {"city": "Paris"}} for i in range(count)]
 
 
-class FakeBedrock(LoopbackServer):
-    def __init__(self, *, slow_s: float = 2.0) -> None:
-        super().__init__(self._app, "")
-        self.slow_s = slow_s
-        self.requests: list[dict[str, Any]] = []
-
-    def _app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+class FakeBedrock(FakeUpstream):
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/model/{model}/{op}", self._converse)
-        return app
 
     async def _converse(self, request: web.Request) -> web.StreamResponse:
-        body = msgspec.json.decode(await request.read())
-        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        body = await self.read_json(request)
         auth = request.headers.get("authorization", "")
         if not (
             auth.startswith("Bearer ")

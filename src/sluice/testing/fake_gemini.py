@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from sluice.testing.loopback import LoopbackServer
+from sluice.testing.loopback import FakeUpstream
 
 _enc = msgspec.json.encode
 
@@ -54,20 +54,12 @@ def _calls(body: dict[str, Any], model: str) -> list[dict[str, Any]]:
     ]
 
 
-class FakeGemini(LoopbackServer):
-    def __init__(self, *, slow_s: float = 2.0) -> None:
-        super().__init__(self._app, "")
-        self.slow_s = slow_s
-        self.requests: list[dict[str, Any]] = []
-
-    def _app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+class FakeGemini(FakeUpstream):
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/models/{call}", self._generate)
-        return app
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
-        body = msgspec.json.decode(await request.read())
-        self.requests.append({"path": request.path_qs, "headers": dict(request.headers), "body": body})
+        body = await self.read_json(request)
         model, _, op = request.match_info["call"].partition(":")
         if model in _FAULTS:
             return _FAULTS[model]()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Self
+from typing import Any, Self
 
+import msgspec
 from aiohttp import web
 
 
@@ -79,3 +80,32 @@ class LoopbackServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_thread()
+
+
+class FakeUpstream(LoopbackServer):
+    """What every fake provider shares: the log of requests it received (also served at
+    ``GET /_requests``) and the delay of its ``fault-slow`` model."""
+
+    def __init__(self, path: str = "", *, slow_s: float = 2.0) -> None:
+        super().__init__(self._make_fake_app, path)
+        self.slow_s = slow_s
+        self.requests: list[dict[str, Any]] = []
+
+    def add_routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def _make_fake_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.add_routes(app)
+        app.router.add_get("/_requests", self._recorded)
+        return app
+
+    async def read_json(self, request: web.Request) -> Any:
+        """The request's JSON body, logged with its path and headers (the last 1,000 are kept)."""
+        body = msgspec.json.decode(await request.read())
+        self.requests.append({"path": request.path_qs, "headers": dict(request.headers), "body": body})
+        del self.requests[:-1000]
+        return body
+
+    async def _recorded(self, request: web.Request) -> web.Response:
+        return web.Response(body=msgspec.json.encode(self.requests), content_type="application/json")
