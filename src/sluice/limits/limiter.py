@@ -226,6 +226,10 @@ class Limiter:
         adm = ticket.admission
         if adm is None or ticket.backend == "none":
             return
+        if not adm.budgets and all(rc.tpm is None and rc.concurrent is None for rc in adm.rates):
+            # Requests/min only: the admission itself was the whole count, so there is nothing to
+            # settle — and with Redis, no round trip to make.
+            return
         s = Settlement(
             ticket.id,
             adm.rates,
