@@ -66,7 +66,8 @@ class SlidingLog:
         for t, w, _ in self.entries:
             freed += int(w)
             if freed >= excess:
-                return max(0.0, float(t) + window - now)
+                # Never 0: float rounding can keep an entry that is due to leave exactly now.
+                return max(0.001, float(t) + window - now)
         return window
 
 
