@@ -1,18 +1,19 @@
-"""create_app(config): wiring only. The middleware list is read top to bottom here."""
+"""The gateway's wiring: services built at start-up and torn down at shutdown, and the routes.
+The middleware list is read top to bottom here."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import msgspec
-from aiohttp import web
 
 from sluice.config.model import Config, ProviderConfig
-from sluice.errors import ServiceUnavailable, SluiceError
+from sluice.errors import ServiceUnavailable
 from sluice.limits import Limiter, LogAlerts, WebhookAlerts, open_state
 from sluice.limits.catalog import ConfigCatalog
 from sluice.limits.model import LevelLimits
@@ -26,8 +27,8 @@ from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
 from sluice.server import admin_routes, anthropic_routes, openai_routes
-from sluice.server.render import error_response
-from sluice.server.services import SERVICES, Services
+from sluice.server.dispatch import Dispatcher
+from sluice.server.services import Services
 from sluice.store.base import StoreUnavailable, create_store
 from sluice.store.keys import resolve_hmac_key
 from sluice.store.sqlite import sqlite_path
@@ -47,14 +48,8 @@ def validate(config: Config) -> None:
         create_adapter(name, provider)
 
 
-def create_app(config: Config) -> web.Application:
-    validate(config)
-    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[_errors])
-    app.cleanup_ctx.append(_lifecycle(config))
-    app.add_routes(openai_routes.routes)
-    app.add_routes(anthropic_routes.routes)
-    app.add_routes(admin_routes.routes)
-    return app
+def dispatcher() -> Dispatcher:
+    return Dispatcher(openai_routes.routes, anthropic_routes.routes, admin_routes.routes)
 
 
 def _spool_path(config: Config) -> Path:
@@ -63,80 +58,83 @@ def _spool_path(config: Config) -> Path:
     return Path("sluice-records.spool.jsonl")
 
 
-def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        demo: FakeOpenAI | None = None
-        providers: dict[str, ProviderConfig] = dict(config.providers)
-        if any(p.base_url == DEMO_BASE_URL for p in providers.values()):
-            demo = await FakeOpenAI(label="[sluice demo upstream] ").start()
-            log.warning(
-                "serving the built-in DEMO upstream at %s (echoes prompts; not a real model)", demo.base_url
-            )
-            providers = {
-                n: msgspec.structs.replace(p, base_url=demo.base_url) if p.base_url == DEMO_BASE_URL else p
-                for n, p in providers.items()
-            }
-        prices = PriceBook.load(config.prices)
-
-        def max_output(model: str, provider_type: str = "anthropic") -> int | None:
-            price = prices.lookup(model, provider_type)
-            return price.max_output_tokens if price is not None else None
-
-        adapters = {name: create_adapter(name, p, max_output) for name, p in providers.items()}
-        transport = Transport()
-        for name, p in providers.items():
-            transport.configure(name, PoolSettings(p.max_connections, p.connect_timeout_s))
-        store = create_store(config.store.url)
-        try:
-            await store.open()
-        except StoreUnavailable as exc:
-            raise ServiceUnavailable(f"cannot start: {exc}") from None
-        key_secret = config.server.key_secret.reveal() if config.server.key_secret else None
-        hmac_key = resolve_hmac_key(config.store.url, key_secret)
-        writer = RecordWriter(
-            store, _spool_path(config), flush_interval_s=config.store.flush_interval_s,
-            batch_size=config.store.batch_size, queue_size=config.store.queue_size,
-        )  # fmt: skip
-        await writer.start()
-        keys = KeyCache(store, hmac_key, config.teams, config.store.key_refresh_s)
-        await keys.start()
-        accounting = Accounting(
-            writer, prices, {n: a.type for n, a in adapters.items()}, log_access=config.logging.access_log
+@asynccontextmanager
+async def running(config: Config) -> AsyncIterator[Services]:
+    """Everything the routes need, from start-up to a drained shutdown."""
+    validate(config)
+    demo: FakeOpenAI | None = None
+    providers: dict[str, ProviderConfig] = dict(config.providers)
+    if any(p.base_url == DEMO_BASE_URL for p in providers.values()):
+        demo = await FakeOpenAI(label="[sluice demo upstream] ").start()
+        log.warning(
+            "serving the built-in DEMO upstream at %s (echoes prompts; not a real model)", demo.base_url
         )
-        limiter, alerts = _limiter(config)
-        counter = TokenCounter()
-        if _policy_counts_tokens(config):
-            # Loaded up front when the policy needs token counts; otherwise on first need (a key
-            # with a token limit or budget), off the event loop. Each encoding costs ~70 MB.
-            await asyncio.get_running_loop().run_in_executor(None, counter.preload)
-        quotas = Quotas(
-            limiter, counter, ConfigCatalog(config.models, providers, prices),
-            teams={n: LevelLimits(t.rate_limit, t.budget) for n, t in config.teams.items()},
-            routes={r.name: r.rate_limit for r in config.routes if r.rate_limit is not None},
-        )  # fmt: skip
-        router = Router(
-            config, adapters, transport, providers=providers, prices=prices, guard=quotas,
-            hooks=RouterHooks(shadow_sink=accounting.finish),  # shadow calls get records of their own
-        )  # fmt: skip
+        providers = {
+            n: msgspec.structs.replace(p, base_url=demo.base_url) if p.base_url == DEMO_BASE_URL else p
+            for n, p in providers.items()
+        }
+    prices = PriceBook.load(config.prices)
 
-        async def terminal(ctx: RequestContext) -> Result:
-            return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))
+    def max_output(model: str, provider_type: str = "anthropic") -> int | None:
+        price = prices.lookup(model, provider_type)
+        return price.max_output_tokens if price is not None else None
 
-        pipeline = compose(
-            [
-                accounting.middleware,  # outermost: records every outcome below it
-                make_authorize_middleware(frozenset(config.models)),
-                router.select,  # routes: (sets ctx.route, so the route's rate limit applies below)
-                quotas,  # rate limits and budgets: reserve before, settle after
-            ],
-            terminal,
-        )
-        svc = Services(
-            config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=router,
-            accounting=accounting, pipeline=pipeline, limiter=limiter, tokens=counter, started_at=int(time.time()),
-        )  # fmt: skip
-        app[SERVICES] = svc
-        yield
+    adapters = {name: create_adapter(name, p, max_output) for name, p in providers.items()}
+    transport = Transport()
+    for name, p in providers.items():
+        transport.configure(name, PoolSettings(p.max_connections, p.connect_timeout_s))
+    store = create_store(config.store.url)
+    try:
+        await store.open()
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable(f"cannot start: {exc}") from None
+    key_secret = config.server.key_secret.reveal() if config.server.key_secret else None
+    hmac_key = resolve_hmac_key(config.store.url, key_secret)
+    writer = RecordWriter(
+        store, _spool_path(config), flush_interval_s=config.store.flush_interval_s,
+        batch_size=config.store.batch_size, queue_size=config.store.queue_size,
+    )  # fmt: skip
+    await writer.start()
+    keys = KeyCache(store, hmac_key, config.teams, config.store.key_refresh_s)
+    await keys.start()
+    accounting = Accounting(
+        writer, prices, {n: a.type for n, a in adapters.items()}, log_access=config.logging.access_log
+    )
+    limiter, alerts = _limiter(config)
+    counter = TokenCounter()
+    if _policy_counts_tokens(config):
+        # Loaded up front when the policy needs token counts; otherwise on first need (a key
+        # with a token limit or budget), off the event loop. Each encoding costs ~70 MB.
+        await asyncio.get_running_loop().run_in_executor(None, counter.preload)
+    quotas = Quotas(
+        limiter, counter, ConfigCatalog(config.models, providers, prices),
+        teams={n: LevelLimits(t.rate_limit, t.budget) for n, t in config.teams.items()},
+        routes={r.name: r.rate_limit for r in config.routes if r.rate_limit is not None},
+    )  # fmt: skip
+    router = Router(
+        config, adapters, transport, providers=providers, prices=prices, guard=quotas,
+        hooks=RouterHooks(shadow_sink=accounting.finish),  # shadow calls get records of their own
+    )  # fmt: skip
+
+    async def terminal(ctx: RequestContext) -> Result:
+        return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))
+
+    pipeline = compose(
+        [
+            accounting.middleware,  # outermost: records every outcome below it
+            make_authorize_middleware(frozenset(config.models)),
+            router.select,  # routes: (sets ctx.route, so the route's rate limit applies below)
+            quotas,  # rate limits and budgets: reserve before, settle after
+        ],
+        terminal,
+    )
+    svc = Services(
+        config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=router,
+        accounting=accounting, pipeline=pipeline, limiter=limiter, tokens=counter, started_at=int(time.time()),
+    )  # fmt: skip
+    try:
+        yield svc
+    finally:  # records are flushed however the server stops
         svc.draining = True
         await keys.stop()
         await router.aclose(timeout_s=config.server.shutdown_grace_s)  # shadow calls in flight
@@ -149,8 +147,6 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
         if demo is not None:
             await demo.stop()
         log.info("stopped: %d request records written, %d spooled", writer.written, writer.spooled)
-
-    return lifecycle
 
 
 def _policy_counts_tokens(config: Config) -> bool:
@@ -168,28 +164,3 @@ def _limiter(config: Config) -> tuple[Limiter, LogAlerts | WebhookAlerts]:
     hook = config.alerts.webhook
     alerts = WebhookAlerts(hook.reveal(), timeout_s=config.alerts.timeout_s) if hook else LogAlerts()
     return Limiter(open_state(config.state, config.limits), config.limits, alerts=alerts), alerts
-
-
-_STATUS_MESSAGES = {404: "no such endpoint", 405: "method not allowed on this endpoint"}
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Callable[[web.Request], object]) -> web.StreamResponse:
-    """Last line of defence: every failure leaves as an error object, never a stack trace."""
-    try:
-        return await handler(request)  # type: ignore[misc, no-any-return]
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        err = SluiceError(f"{_STATUS_MESSAGES.get(exc.status, exc.reason)}: {request.method} {request.path}")
-        err.status = exc.status
-        err.kind = "not_found" if exc.status == 404 else "bad_request"
-        return error_response(err, None)
-    except StoreUnavailable as exc:
-        log.error("store unavailable during %s: %s", request.path, exc)
-        return error_response(ServiceUnavailable("the gateway's store is unavailable"), None)
-    except SluiceError as exc:
-        return error_response(exc, None)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(SluiceError("internal gateway error"), None)

@@ -6,7 +6,7 @@ Secrets are written as ``env:NAME`` and are held in :class:`Secret`, whose repr 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -30,6 +30,10 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     workers: int = 1
     #: Seconds a SIGTERM waits for in-flight requests before closing them.
     shutdown_grace_s: float = 10.0
+    #: An idle kept-alive client connection is closed after this long.
+    keepalive_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 75.0
+    #: A client silent this long in the middle of sending a request is disconnected.
+    client_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
 
 
 class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -10,28 +10,29 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from aiohttp import web
 
 from sluice.errors import AuthenticationFailed, BadRequest, NotFound, PermissionDenied, SluiceError
 from sluice.limits.model import Level
 from sluice.pipeline.auth import key_limits
 from sluice.schema.openai import decode_json_object, encode
+from sluice.server.dispatch import RouteTable
 from sluice.server.http import read_json_body
 from sluice.server.render import error_response
-from sluice.server.services import Services, services
+from sluice.server.services import Services
+from sluice.server.wire import Request, Response
 from sluice.store.base import StoreUnavailable
 from sluice.store.keys import new_key
 from sluice.store.records import GROUP_BY_VALUES, KeyRecord
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 
-def _json(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=encode(payload), content_type="application/json")
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(status, encode(payload))
 
 
-def _check_admin(request: web.Request) -> None:
-    admin = services(request).config.server.admin_key
+def _check_admin(request: Request) -> None:
+    admin = request.services.config.server.admin_key
     if admin is None:
         raise PermissionDenied("the admin API is disabled: set server.admin_key in the policy file")
     auth = request.headers.get("authorization", "")
@@ -85,11 +86,11 @@ def validate_key_request(svc_models: Any, teams: Any, team: str, models: list[st
 
 
 @routes.post("/admin/keys")
-async def create_key(request: web.Request) -> web.Response:
-    svc = services(request)
+async def create_key(request: Request) -> Response:
+    svc = request.services
     try:
         _check_admin(request)
-        data = decode_json_object(await read_json_body(request, 65536))
+        data = decode_json_object(await read_json_body(request, limit=65536))
         try:
             body = msgspec.convert(data, KeyCreate)
         except msgspec.ValidationError as exc:
@@ -110,8 +111,8 @@ async def create_key(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/keys")
-async def list_keys(request: web.Request) -> web.Response:
-    svc = services(request)
+async def list_keys(request: Request) -> Response:
+    svc = request.services
     try:
         _check_admin(request)
         keys = await svc.store.list_keys(include_revoked=True)
@@ -121,9 +122,9 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 @routes.delete("/admin/keys/{key_id}")
-async def revoke_key(request: web.Request) -> web.Response:
-    svc = services(request)
-    key_id = request.match_info["key_id"]
+async def revoke_key(request: Request) -> Response:
+    svc = request.services
+    key_id = request.param("key_id")
     try:
         _check_admin(request)
         if not await svc.store.revoke_key(key_id, time.time()):
@@ -149,8 +150,8 @@ def parse_since(value: str | None) -> float | None:
 
 
 @routes.get("/admin/spend")
-async def spend(request: web.Request) -> web.Response:
-    svc = services(request)
+async def spend(request: Request) -> Response:
+    svc = request.services
     group_by = request.query.get("group_by", "team")
     try:
         _check_admin(request)
@@ -169,9 +170,9 @@ async def spend(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/budgets")
-async def budgets(request: web.Request) -> web.Response:
+async def budgets(request: Request) -> Response:
     """Each budget's limit, spend, reservations and reset time in the current period."""
-    svc = services(request)
+    svc = request.services
     try:
         _check_admin(request)
         rows = await svc.limiter.budget_report(await budget_levels(svc))
@@ -193,10 +194,10 @@ async def budget_levels(svc: Services) -> list[Level]:
 
 
 @routes.get("/admin/health")
-async def health(request: web.Request) -> web.Response:
+async def health(request: Request) -> Response:
     """Routing health on this replica: each target's breaker, moving-average latency and time to
     first token, requests in flight; the retry budget; shadow calls in flight."""
-    svc = services(request)
+    svc = request.services
     try:
         _check_admin(request)
     except SluiceError as exc:
@@ -205,13 +206,13 @@ async def health(request: web.Request) -> web.Response:
 
 
 @routes.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
+async def healthz(request: Request) -> Response:
     return _json({"status": "ok"})
 
 
 @routes.get("/readyz")
-async def readyz(request: web.Request) -> web.Response:
-    svc = services(request)
+async def readyz(request: Request) -> Response:
+    svc = request.services
     if svc.draining:
         return _json({"status": "draining"}, 503)
     try:

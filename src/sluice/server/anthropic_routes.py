@@ -5,26 +5,25 @@ from __future__ import annotations
 
 import contextlib
 
-from aiohttp import web
-
 from sluice.errors import SluiceError
 from sluice.pipeline.context import ChunkStream, RequestContext
 from sluice.schema import anthropic_render as render
 from sluice.schema.anthropic_ingress import parse_messages_request
 from sluice.schema.chat import ChatResponse
 from sluice.schema.openai import decode_json_object, encode
+from sluice.server.dispatch import RouteTable
 from sluice.server.openai_routes import admit, identify, new_context
 from sluice.server.render import base_headers, error_response, json_response
-from sluice.server.services import services
+from sluice.server.wire import Request, Response, StreamResponse
 
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
 
 @routes.post("/v1/messages")
-async def messages(request: web.Request) -> web.StreamResponse:
-    svc = services(request)
+async def messages(request: Request) -> Response | StreamResponse:
+    svc = request.services
     ctx = new_context(request, "chat", "anthropic")
     try:
         body = await admit(svc, request, ctx)
@@ -42,9 +41,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return json_response(render.render_message(result, ctx.requested_model), ctx)
 
 
-async def _stream(request: web.Request, ctx: RequestContext, stream: ChunkStream) -> web.StreamResponse:
+async def _stream(request: Request, ctx: RequestContext, stream: ChunkStream) -> Response | StreamResponse:
     encoder = render.AnthropicStreamEncoder(ctx.requested_model)
-    resp = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **base_headers(ctx)})
+    resp = StreamResponse(status=200, headers={**_SSE_HEADERS, **base_headers(ctx)})
     try:
         await resp.prepare(request)
         async for chunk in stream.chunks:
@@ -64,10 +63,10 @@ async def _stream(request: web.Request, ctx: RequestContext, stream: ChunkStream
 
 
 @routes.post("/v1/messages/count_tokens")
-async def count_tokens(request: web.Request) -> web.Response:
+async def count_tokens(request: Request) -> Response:
     """An estimate for any backend (o200k, or the model's own OpenAI tokenizer where it has one);
     ``x-sluice-token-count`` says which."""
-    svc = services(request)
+    svc = request.services
     ctx = new_context(request, "chat", "anthropic")
     try:
         body = await admit(svc, request, ctx)

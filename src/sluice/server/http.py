@@ -5,9 +5,8 @@ from __future__ import annotations
 import itertools
 import secrets
 
-from aiohttp import web
-
-from sluice.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from sluice.errors import PayloadTooLarge, UnsupportedMediaType
+from sluice.server.wire import Request
 
 _ID_PREFIX = "req_" + secrets.token_hex(6)
 _ids = itertools.count(1)
@@ -18,7 +17,7 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ids):012x}"
 
 
-def presented_key(request: web.Request) -> str | None:
+def presented_key(request: Request) -> str | None:
     """The caller's gateway key from ``Authorization: Bearer`` or ``x-api-key`` (Anthropic style)."""
     auth = request.headers.get("authorization")
     if auth:
@@ -30,28 +29,26 @@ def presented_key(request: web.Request) -> str | None:
     return key.strip() if key else None
 
 
-async def read_json_body(request: web.Request, max_bytes: int) -> bytes:
+async def read_json_body(request: Request, limit: int | None = None) -> bytes:
+    """The body, once it is known to be JSON; at most ``limit`` bytes where one is given, else
+    the server's ``max_body_bytes``."""
     ctype = request.content_type
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise UnsupportedMediaType(
             f"content type must be application/json, got '{ctype or 'none'}'", code="unsupported_media_type"
         )
     length = request.content_length
-    if length is not None and length > max_bytes:
+    if limit is not None and length is not None and length > limit:
         raise PayloadTooLarge(
-            f"request body is {length} bytes; the limit is {max_bytes}", code="request_too_large"
+            f"request body is {length} bytes; the limit is {limit}", code="request_too_large"
         )
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(
-            f"request body is over the limit of {max_bytes} bytes", code="request_too_large"
-        ) from None
-    except (ConnectionError, TimeoutError) as exc:
-        raise BadRequest(f"could not read the request body ({type(exc).__name__})") from None
+    body = await request.read()
+    if limit is not None and len(body) > limit:
+        raise PayloadTooLarge(f"request body is over the limit of {limit} bytes", code="request_too_large")
+    return body
 
 
-def header_tags(request: web.Request, metadata: dict[str, str] | None) -> tuple[str, ...]:
+def header_tags(request: Request, metadata: dict[str, str] | None) -> tuple[str, ...]:
     """Tags from ``x-sluice-tags: a,b`` plus ``metadata.tags`` (comma-separated)."""
     tags: list[str] = []
     raw = request.headers.get("x-sluice-tags")

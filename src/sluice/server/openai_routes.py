@@ -5,31 +5,31 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from aiohttp import web
-
 from sluice.errors import NotFound, ServiceUnavailable, SluiceError
 from sluice.pipeline.context import ChunkStream, Dialect, Endpoint, RequestContext
 from sluice.schema import openai as dialect
 from sluice.schema.chat import ChatRequest, ChatResponse
 from sluice.schema.embeddings import EmbeddingResponse, with_encoding
 from sluice.schema.sse import DONE
+from sluice.server.dispatch import RouteTable
 from sluice.server.http import header_tags, new_request_id, presented_key, read_json_body
 from sluice.server.render import base_headers, error_response, json_response
-from sluice.server.services import Services, services
+from sluice.server.services import Services
+from sluice.server.wire import Request, Response, StreamResponse
 
 log = logging.getLogger("sluice.server")
-routes = web.RouteTableDef()
+routes = RouteTable()
 
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
 
-def new_context(request: web.Request, endpoint: Endpoint, dialect: Dialect = "openai") -> RequestContext:
+def new_context(request: Request, endpoint: Endpoint, dialect: Dialect = "openai") -> RequestContext:
     return RequestContext(
         request_id=new_request_id(), dialect=dialect, endpoint=endpoint, presented_key=presented_key(request)
     )
 
 
-def identify(request: web.Request, ctx: RequestContext, chat: ChatRequest) -> None:
+def identify(request: Request, ctx: RequestContext, chat: ChatRequest) -> None:
     """Who and what the request is for: model, end user, tags, task."""
     ctx.chat = chat
     ctx.requested_model = chat.model
@@ -39,17 +39,17 @@ def identify(request: web.Request, ctx: RequestContext, chat: ChatRequest) -> No
     ctx.task = request.headers.get("x-sluice-task") or (chat.metadata or {}).get("task")
 
 
-async def admit(svc: Services, request: web.Request, ctx: RequestContext) -> bytes:
+async def admit(svc: Services, request: Request, ctx: RequestContext) -> bytes:
     """Authenticate (before reading a byte of the body), then read it."""
     if svc.draining:
         raise ServiceUnavailable("the gateway is shutting down")
     ctx.principal = await svc.keys.authenticate(ctx.presented_key)
-    return await read_json_body(request, svc.config.server.max_body_bytes)
+    return await read_json_body(request)
 
 
 @routes.post("/v1/chat/completions")
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    svc = services(request)
+async def chat_completions(request: Request) -> Response | StreamResponse:
+    svc = request.services
     ctx = new_context(request, "chat")
     try:
         body = await admit(svc, request, ctx)
@@ -67,11 +67,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return json_response(dialect.render_response(result), ctx)
 
 
-async def _stream(request: web.Request, ctx: RequestContext, stream: ChunkStream) -> web.StreamResponse:
+async def _stream(request: Request, ctx: RequestContext, stream: ChunkStream) -> Response | StreamResponse:
     chat = ctx.chat
     assert chat is not None
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-    resp = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **base_headers(ctx)})
+    resp = StreamResponse(status=200, headers={**_SSE_HEADERS, **base_headers(ctx)})
     try:
         await resp.prepare(request)
         async for chunk in stream.chunks:
@@ -91,14 +91,14 @@ async def _stream(request: web.Request, ctx: RequestContext, stream: ChunkStream
     return resp
 
 
-async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
+async def _write_quietly(resp: StreamResponse, data: bytes) -> None:
     with contextlib.suppress(ConnectionError):
         await resp.write(data)
 
 
 @routes.post("/v1/embeddings")
-async def embeddings(request: web.Request) -> web.StreamResponse:
-    svc = services(request)
+async def embeddings(request: Request) -> Response | StreamResponse:
+    svc = request.services
     ctx = new_context(request, "embeddings")
     try:
         body = await admit(svc, request, ctx)
@@ -129,8 +129,8 @@ def _model_object(svc: Services, name: str) -> dict[str, object]:
 
 
 @routes.get("/v1/models")
-async def list_models(request: web.Request) -> web.Response:
-    svc = services(request)
+async def list_models(request: Request) -> Response:
+    svc = request.services
     ctx = new_context(request, "chat")
     try:
         principal = await svc.keys.authenticate(ctx.presented_key)
@@ -141,10 +141,10 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/models/{model:.+}")
-async def get_model(request: web.Request) -> web.Response:
-    svc = services(request)
+async def get_model(request: Request) -> Response:
+    svc = request.services
     ctx = new_context(request, "chat")
-    name = request.match_info["model"]
+    name = request.param("model")
     try:
         principal = await svc.keys.authenticate(ctx.presented_key)
         if name not in svc.config.models or not principal.may_use(name):

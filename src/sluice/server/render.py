@@ -6,17 +6,14 @@ import logging
 import math
 from collections.abc import Callable
 
-from aiohttp import web
-
 from sluice.errors import SluiceError
 from sluice.pipeline.context import RequestContext
 from sluice.schema import openai as openai_dialect
+from sluice.server.wire import Response
 
 log = logging.getLogger("sluice.server")
 
 ErrorBody = Callable[[SluiceError], bytes]
-
-JSON = "application/json"
 
 
 def base_headers(ctx: RequestContext) -> dict[str, str]:
@@ -47,13 +44,11 @@ def error_headers(exc: SluiceError) -> dict[str, str]:
 
 def error_response(
     exc: SluiceError, ctx: RequestContext | None, body: ErrorBody = openai_dialect.error_body
-) -> web.Response:
+) -> Response:
     headers = base_headers(ctx) if ctx is not None else {}
     headers.update(error_headers(exc))
-    return web.Response(status=exc.status, body=body(exc), content_type=JSON, headers=headers)
+    return Response(exc.status, body(exc), headers=headers)
 
 
-def json_response(payload: bytes, ctx: RequestContext | None, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status, body=payload, content_type=JSON, headers=base_headers(ctx) if ctx is not None else None
-    )
+def json_response(payload: bytes, ctx: RequestContext | None, status: int = 200) -> Response:
+    return Response(status, payload, headers=base_headers(ctx) if ctx is not None else None)

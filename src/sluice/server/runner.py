@@ -10,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
 from sluice.config.model import Config
-from sluice.errors import ConfigError
+from sluice.errors import ConfigError, ServiceUnavailable
+from sluice.server.protocol import HttpProtocol, ServerState
 from sluice.telemetry.logs import configure_logging
 
 log = logging.getLogger("sluice")
@@ -33,8 +32,6 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 def run(
     config: Config, config_path: Path, *, host: str | None, port: int | None, workers: int | None
 ) -> None:
-    from sluice.app import create_app
-
     configure_logging(config.logging.level)
     host = host or config.server.host
     port = port if port is not None else config.server.port
@@ -47,11 +44,68 @@ def run(
             )
         _supervise(config_path, host, port, n)
         return
-    log.info("sluice listening on http://%s:%d (pid %d)", host, port, os.getpid())
-    web.run_app(
-        create_app(config), host=host, port=port, loop=_new_loop(), access_log=None, print=None,
-        shutdown_timeout=config.server.shutdown_grace_s, reuse_port=n > 1, backlog=2048,
-    )  # fmt: skip
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(config, host, port, reuse_port=n > 1))
+    except ServiceUnavailable as exc:
+        log.error("%s", exc.message)
+        sys.exit(1)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Start the services, listen until SIGTERM or SIGINT, then drain and stop."""
+    from sluice.app import dispatcher, running
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(config) as services:
+        server_cfg = config.server
+        state = ServerState(
+            services, dispatcher(), max_body=server_cfg.max_body_bytes,
+            keepalive_s=server_cfg.keepalive_timeout_s, slow_client_s=server_cfg.client_timeout_s,
+        )  # fmt: skip
+        server = await loop.create_server(
+            lambda: HttpProtocol(state), host, port, reuse_port=reuse_port, backlog=2048
+        )
+        sweeper = loop.create_task(_sweep(state))
+        log.info("sluice listening on http://%s:%d (pid %d)", host, port, os.getpid())
+        try:
+            await stop.wait()
+            log.info("stopping: draining %d connection(s)", len(state.connections))
+            await drain(server, state, config.server.shutdown_grace_s)
+        finally:
+            sweeper.cancel()
+            server.close()
+
+
+async def drain(server: asyncio.AbstractServer, state: ServerState, grace_s: float) -> None:
+    """Stop accepting; answer what is in flight (``connection: close``), for up to ``grace_s``."""
+    server.close()
+    state.draining = True
+    state.services.draining = True
+    for conn in list(state.connections):
+        conn.close_if_idle()
+    if state.connections:
+        try:
+            await asyncio.wait_for(state.idle.wait(), timeout=grace_s)
+        except TimeoutError:
+            log.warning("grace period over: closing %d connection(s) still busy", len(state.connections))
+            for conn in list(state.connections):
+                conn.cancel()
+            await asyncio.sleep(0)
+
+
+async def _sweep(state: ServerState) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(1.0)
+        state.sweep(loop.time())
 
 
 def _supervise(config_path: Path, host: str, port: int, n: int) -> None:

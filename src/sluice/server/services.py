@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aiohttp import web
-
 from sluice.config.model import Config
 from sluice.limits import Limiter
 from sluice.limits.tokens import TokenCounter
@@ -32,10 +30,3 @@ class Services:
     tokens: TokenCounter
     started_at: int = 0
     draining: bool = field(default=False)
-
-
-SERVICES: web.AppKey[Services] = web.AppKey("sluice_services", Services)
-
-
-def services(request: web.Request) -> Services:
-    return request.app[SERVICES]

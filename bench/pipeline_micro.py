@@ -1,0 +1,113 @@
+"""Micro-benchmark of the gateway's own per-request work, without sockets.
+
+``.venv/bin/python bench/pipeline_micro.py [N] [--profile]`` starts the real services (SQLite
+store, key, per-key rpm limit, request log) with the upstream call replaced by an in-memory
+answer, then drives ``POST /v1/chat/completions`` through the real dispatcher N times and reports
+the main thread's CPU microseconds per request. ``--profile`` prints cProfile's top entries.
+What it leaves out (socket reads and writes, the event loop's I/O) is what ``lean`` measures in
+the full benchmark's notes. Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+import yaml  # noqa: E402
+from sluice_bench import payloads  # noqa: E402
+
+from sluice.app import dispatcher, running  # noqa: E402
+from sluice.config.loader import parse_config  # noqa: E402
+from sluice.schema.upstream import UpstreamResponse  # noqa: E402
+from sluice.server.protocol import ServerState  # noqa: E402
+from sluice.server.wire import Request, Response  # noqa: E402
+from sluice.store.keys import new_key  # noqa: E402
+from sluice.transport import client  # noqa: E402
+
+CONFIG = """
+store: {{url: "sqlite:///{db}"}}
+providers:
+  up: {{type: openai, base_url: "http://127.0.0.1:9/v1", api_key: "env:BENCH_MICRO_KEY"}}
+models:
+  {model}: {{targets: [{{provider: up, model: {model}}}]}}
+teams:
+  bench: {{}}
+"""
+
+
+class _Conn:
+    closed = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+
+_BODY = payloads.chat_completion()
+
+
+async def _answer(self: Any, req: Any, deadline: Any) -> UpstreamResponse:
+    return UpstreamResponse(200, {"content-type": "application/json"}, _BODY)
+
+
+async def run(n: int, profile: bool) -> None:
+    client.Transport.send = _answer  # type: ignore[method-assign]
+    os.environ.setdefault("BENCH_MICRO_KEY", "sk-upstream")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = parse_config(yaml.safe_load(CONFIG.format(db=f"{tmp}/bench.db", model=payloads.MODEL)))
+        async with running(config) as svc:
+            secret, record = new_key(svc.hmac_key, team="bench", user=None, name="bench", models=None)
+            await svc.store.create_key(replace(record, rpm=10**9))
+            await svc.keys.reload(force=True)
+            state = ServerState(svc, dispatcher(), max_body=config.server.max_body_bytes)
+            body = payloads.chat_request()
+            headers = {
+                "host": "127.0.0.1", "content-type": "application/json", "accept": "application/json",
+                "user-agent": "OpenAI/Python 1.54.0", "authorization": f"Bearer {secret}",
+                "content-length": str(len(body)),
+            }  # fmt: skip
+            conn = _Conn()
+
+            async def one() -> None:
+                req = Request(
+                    conn, svc, "POST", "/v1/chat/completions", dict(headers), keep_alive=True, http11=True,
+                    max_body=state.max_body,
+                )  # fmt: skip
+                req.feed(body)
+                req.finish()
+                resp = await state.handler(req)
+                assert isinstance(resp, Response) and resp.status == 200, resp
+                resp.encode(True)
+
+            for _ in range(500):
+                await one()
+            prof = cProfile.Profile() if profile else None
+            t0 = time.thread_time()
+            if prof:
+                prof.enable()
+            for _ in range(n):
+                await one()
+            if prof:
+                prof.disable()
+            took = time.thread_time() - t0
+            print(f"{took / n * 1e6:.1f} µs of main-thread CPU per request ({n} requests)")
+            if prof:
+                pstats.Stats(prof).sort_stats("tottime").print_stats(45)
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    asyncio.run(run(int(args[0]) if args else 20000, "--profile" in sys.argv))

@@ -1,0 +1,321 @@
+"""Sluice's HTTP/1.1 server connection: an asyncio protocol on httptools (llhttp).
+
+Why not a framework: aiohttp's server was most of the gateway's own cost per request. This is
+the part of it the gateway needs: keep-alive, pipelining (answered in order), chunked request
+bodies, ``Expect: 100-continue``, streamed responses with back-pressure, limits on the head and
+the body, idle and slow-client timeouts, and a graceful drain. llhttp rejects malformed and
+ambiguous framing (both Content-Length and Transfer-Encoding, bad chunk sizes), so one
+connection's requests cannot be confused with each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from sluice.server.wire import Request, Response, StreamResponse, encode_head
+
+if TYPE_CHECKING:
+    from sluice.server.services import Services
+
+log = logging.getLogger("sluice.server")
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+
+#: Most bytes a request line plus headers may take.
+MAX_HEAD_BYTES = 64 * 1024
+#: Pipelined requests buffered per connection before reading pauses.
+MAX_PIPELINE = 16
+
+
+class ServerState:
+    """What every connection of one listening server shares."""
+
+    def __init__(
+        self, services: Services, handler: Handler, *, max_body: int, keepalive_s: float = 75.0,
+        slow_client_s: float = 60.0,
+    ) -> None:  # fmt: skip
+        self.services = services
+        self.handler = handler
+        self.max_body = max_body
+        self.keepalive_s = keepalive_s
+        self.slow_client_s = slow_client_s
+        self.connections: set[HttpProtocol] = set()
+        self.draining = False
+        self.idle = asyncio.Event()  # set whenever no connection is open
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle past the keep-alive timeout, and callers too slow to send a
+        request they have started (slowloris)."""
+        for conn in list(self.connections):
+            conn.expire(now)
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class HttpProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_active",
+        "_closed",
+        "_current",
+        "_drain_waiter",
+        "_head_size",
+        "_headers",
+        "_in_head",
+        "_loop",
+        "_parser",
+        "_queue",
+        "_read_paused",
+        "_refusal",
+        "_state",
+        "_task",
+        "_transport",
+        "_url",
+        "_write_paused",
+        "last_active",
+    )  # fmt: skip
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._head_size = 0
+        self._current: Request | None = None  # being received
+        self._active: Request | None = None  # being answered
+        self._queue: deque[Request] = deque()  # pipelined, waiting their turn
+        self._closed = False
+        self._write_paused = False
+        self._read_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._in_head = False
+        self._task: asyncio.Task[None] | None = None
+        self._refusal: bytes | None = None
+        self.last_active = self._loop.time()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._state.connections.add(self)
+        self._state.idle.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self._loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Upgrades (h2c, websocket) are not offered: the request is answered over HTTP/1.1
+            # and the connection closes after it, since what follows is not HTTP/1.1.
+            for req in (self._active, *self._queue):
+                if req is not None:
+                    req.keep_alive = False
+            self._pause_reading()
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse(431, "the request line and headers are over 64 KiB")
+            else:
+                log.exception("error in the HTTP parser callbacks")
+                self._refuse(400, "malformed HTTP request")
+        except httptools.HttpParserError as exc:
+            self._refuse(400, f"malformed HTTP request: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._state.connections.discard(self)
+        if not self._state.connections:
+            self._state.idle.set()
+        for req in (self._current, self._active, *self._queue):
+            if req is not None:
+                req.abort()
+        self._queue.clear()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("the caller closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- httptools callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._url = b""
+        self._headers = {}
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+        if self._head_size > MAX_HEAD_BYTES:
+            raise _HeadTooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD_BYTES:
+            raise _HeadTooLarge
+        key = name.decode("latin-1").lower()
+        text = value.decode("utf-8", "replace")
+        seen = self._headers.get(key)
+        self._headers[key] = text if seen is None else f"{seen}, {text}"
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        req = Request(
+            self, self._state.services, parser.get_method().decode("ascii", "replace"),
+            self._url.decode("utf-8", "replace"), self._headers,
+            keep_alive=bool(parser.should_keep_alive()) and not self._state.draining,
+            http11=parser.get_http_version() == "1.1", max_body=self._state.max_body,
+        )  # fmt: skip
+        self._current = req
+        if self._active is None:
+            self._start(req)
+        else:
+            self._queue.append(req)
+            if len(self._queue) >= MAX_PIPELINE:
+                self._pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        if self._current is not None:
+            self._current.feed(body)
+
+    def on_message_complete(self) -> None:
+        if self._current is not None:
+            self._current.finish()
+            self._current = None
+
+    # -- what requests and responses use (wire.Connection) --------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, data: bytes) -> None:
+        if not self._closed and self._transport is not None:
+            self._transport.write(data)
+
+    async def drain(self) -> None:
+        if self._closed:
+            raise ConnectionResetError("the caller closed the connection")
+        if not self._write_paused:
+            return
+        self._drain_waiter = self._loop.create_future()
+        try:
+            await self._drain_waiter
+        finally:
+            self._drain_waiter = None
+
+    # -- answering ------------------------------------------------------------------------------
+
+    def _start(self, req: Request) -> None:
+        self._active = req
+        self._task = self._loop.create_task(self._answer(req))
+
+    async def _answer(self, req: Request) -> None:
+        try:
+            resp = await self._state.handler(req)
+        except asyncio.CancelledError:
+            self.close()
+            raise
+        except Exception:  # the dispatcher answers every error; this is the last resort
+            log.exception("unhandled error answering %s %s", req.method, req.path)
+            resp = Response(500, b'{"error":{"message":"internal gateway error","type":"server_error"}}')
+        if self._state.draining:
+            req.keep_alive = False
+        if req.body_unread:
+            req.keep_alive = False
+        if isinstance(resp, Response):
+            self.write(resp.encode(req.keep_alive))
+        elif not resp.prepared:
+            # A handler that returns an unstarted stream has nothing to say: an empty answer.
+            self.write(Response(resp.status, headers=resp.headers, content_type=None).encode(req.keep_alive))
+        else:
+            await resp.write_eof()
+        self._active = None
+        self._task = None
+        self.last_active = self._loop.time()
+        if self._closed:
+            return
+        if not req.keep_alive:
+            if self._refusal is not None:
+                self.write(self._refusal)
+            self.close()
+            return
+        req.discard()
+        if self._queue:
+            self._start(self._queue.popleft())
+        if self._read_paused and len(self._queue) < MAX_PIPELINE:
+            self._read_paused = False
+            if self._transport is not None:
+                self._transport.resume_reading()
+
+    def _refuse(self, status: int, message: str) -> None:
+        """A request that cannot be parsed: answer it (after any request still being answered)
+        and close, since nothing after it on this connection can be trusted."""
+        self._pause_reading()
+        self._queue.clear()
+        body = b'{"error":{"message":"%s","type":"invalid_request_error","code":null,"param":null}}' % (
+            message.replace("\\", "\\\\").replace('"', "'").encode("ascii", "replace")
+        )
+        raw = encode_head(
+            status, {"content-type": "application/json", "x-sluice-error-source": "gateway"},
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
+        ) + body  # fmt: skip
+        if self._active is None:
+            self.write(raw)
+            self.close()
+        else:
+            self._refusal = raw
+            self._active.keep_alive = False
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self._transport is not None and not self._closed:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def close_if_idle(self) -> bool:
+        """For a drain: close now if nothing is being answered; else after the current answer."""
+        if self._active is None and self._current is None:
+            self.close()
+            return True
+        if self._active is not None:
+            self._active.keep_alive = False
+        return False
+
+    def cancel(self) -> None:
+        """The drain's grace is over: stop answering and close."""
+        if self._task is not None:
+            self._task.cancel()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def expire(self, now: float) -> None:
+        idle = now - self.last_active
+        receiving = self._in_head or (self._current is not None and not self._current.complete)
+        if receiving:
+            if idle > self._state.slow_client_s and self._transport is not None:
+                self._transport.abort()  # a request started and not finished in time
+        elif self._active is None and idle > self._state.keepalive_s:
+            self.close()
