@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from sluice.errors import BadRequest
 from sluice.server.wire import Request, Response, StreamResponse, encode_head
 
 if TYPE_CHECKING:
@@ -63,16 +64,20 @@ class _HeadTooLarge(Exception):
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "_active",
+        "_chunk_start",
         "_closed",
         "_current",
         "_drain_waiter",
+        "_head_mark",
         "_head_size",
+        "_head_started",
         "_headers",
         "_in_head",
         "_loop",
         "_parser",
         "_queue",
         "_read_paused",
+        "_received",
         "_refusal",
         "_state",
         "_task",
@@ -101,6 +106,10 @@ class HttpProtocol(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._refusal: bytes | None = None
         self.last_active = self._loop.time()
+        self._received = 0  # bytes, for the head bound
+        self._chunk_start = 0
+        self._head_mark = 0
+        self._head_started = 0.0
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
@@ -111,8 +120,14 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self._loop.time()
+        self._chunk_start = self._received  # -1 once a message ended inside this read
+        self._received += len(data)
         try:
             self._parser.feed_data(data)
+            # llhttp buffers a header until its line ends, so on_header cannot see one endless
+            # header: the bytes received since the head began are counted as well.
+            if self._in_head and self._received - self._head_mark > MAX_HEAD_BYTES:
+                self._refuse(431, "the request line and headers are over 64 KiB")
         except httptools.HttpParserUpgrade:
             # Upgrades (h2c, websocket) are not offered: the request is answered over HTTP/1.1
             # and the connection closes after it, since what follows is not HTTP/1.1.
@@ -155,6 +170,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_head = True
+        # The head began where this read did, unless a message ended inside the read (pipelining):
+        # then where is unknown, and only later reads count (at most one read, 256 KiB, more).
+        self._head_mark = self._chunk_start if self._chunk_start >= 0 else self._received
+        self._head_started = self.last_active
         self._url = b""
         self._headers = {}
         self._head_size = 0
@@ -196,9 +215,12 @@ class HttpProtocol(asyncio.Protocol):
             self._current.feed(body)
 
     def on_message_complete(self) -> None:
+        self._chunk_start = -1
         if self._current is not None:
             self._current.finish()
             self._current = None
+            if self._active is None and self._state.draining:
+                self.close()  # answered before its body had all arrived; now it has
 
     # -- what requests and responses use (wire.Connection) --------------------------------------
 
@@ -240,11 +262,17 @@ class HttpProtocol(asyncio.Protocol):
             req.keep_alive = False
         if req.body_unread:
             req.keep_alive = False
-        if isinstance(resp, Response):
-            self.write(resp.encode(req.keep_alive))
+        head_only = req.method == "HEAD"
+        if req.responded and not (isinstance(resp, StreamResponse) and resp.prepared):
+            # Failed after its stream's head was sent: cut the stream (no final chunk, so the
+            # caller sees it incomplete) rather than put a second response inside the first.
+            req.keep_alive = False
+        elif isinstance(resp, Response):
+            self.write(resp.encode(req.keep_alive, head_only=head_only))
         elif not resp.prepared:
             # A handler that returns an unstarted stream has nothing to say: an empty answer.
-            self.write(Response(resp.status, headers=resp.headers, content_type=None).encode(req.keep_alive))
+            empty = Response(resp.status, headers=resp.headers, content_type=None)
+            self.write(empty.encode(req.keep_alive, head_only=head_only))
         else:
             await resp.write_eof()
         self._active = None
@@ -277,9 +305,13 @@ class HttpProtocol(asyncio.Protocol):
             status, {"content-type": "application/json", "x-sluice-error-source": "gateway"},
             b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
         ) + body  # fmt: skip
+        current = self._current
         if self._active is None:
             self.write(raw)
             self.close()
+        elif current is self._active and not current.complete:
+            # Its body is what failed to parse: its handler's read fails and it answers the 400.
+            current.abort(BadRequest(message))
         else:
             self._refusal = raw
             self._active.keep_alive = False
@@ -313,9 +345,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def expire(self, now: float) -> None:
         idle = now - self.last_active
-        receiving = self._in_head or (self._current is not None and not self._current.complete)
-        if receiving:
-            if idle > self._state.slow_client_s and self._transport is not None:
-                self._transport.abort()  # a request started and not finished in time
+        limit = self._state.slow_client_s
+        if self._in_head:  # the whole head must arrive in time, however it trickles (slowloris)
+            if now - self._head_started > limit and self._transport is not None:
+                self._transport.abort()
+        elif self._current is not None and not self._current.complete:
+            if idle > limit and self._transport is not None:
+                self._transport.abort()  # a body that stopped arriving
         elif self._active is None and idle > self._state.keepalive_s:
             self.close()

@@ -59,15 +59,17 @@ DATE = _DateCache()
 
 
 def encode_head(status: int, headers: dict[str, str], extra: bytes) -> bytes:
-    """Status line and headers. A CR or LF in a name or value would split the response (header
-    injection), so such a header is dropped rather than sent."""
-    parts = [status_line(status), DATE.header()]
-    for name, value in headers.items():
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-            continue
-        parts.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
-    parts.append(extra)
-    return b"".join(parts)
+    """Status line and headers. A CR or LF anywhere, or a colon in a name, would forge or split
+    headers (injection), so such a header is dropped rather than sent."""
+    text = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    n = len(headers)
+    if text.count("\n") != n or text.count("\r") != n or any(":" in name for name in headers):
+        text = "".join([f"{k}: {v}\r\n" for k, v in headers.items() if _safe_header(k, v)])
+    return b"".join((status_line(status), DATE.header(), text.encode("latin-1", "replace"), extra))
+
+
+def _safe_header(name: str, value: str) -> bool:
+    return not any(c in name for c in "\r\n:") and "\r" not in value and "\n" not in value
 
 
 class Connection(Protocol):
@@ -126,7 +128,8 @@ class Request:
         self._waiter: asyncio.Future[None] | None = None
         self._error: Exception | None = None
         self._read_started = False
-        self._expect_continue = headers.get("expect", "").lower() == "100-continue"
+        # HTTP/1.0 has no 100 Continue: the expectation is ignored (RFC 9110 §10.1.1).
+        self._expect_continue = http11 and headers.get("expect", "").lower() == "100-continue"
         self._discard = False
         length = self.content_length
         if length is not None and length > max_body:
@@ -207,9 +210,10 @@ class Request:
         self._complete = True
         self._wake()
 
-    def abort(self) -> None:
+    def abort(self, error: Exception | None = None) -> None:
+        """The body will not complete: the caller left, or (``error``) it could not be parsed."""
         if not self._complete:
-            self._fail(BadRequest("the caller closed the connection before sending the whole body"))
+            self._fail(error or BadRequest("the caller closed the connection before sending the whole body"))
 
     def _fail(self, exc: Exception) -> None:
         self._error = exc
@@ -236,12 +240,14 @@ class Response:
         if content_type is not None:
             self.headers["content-type"] = content_type
 
-    def encode(self, keep_alive: bool) -> bytes:
+    def encode(self, keep_alive: bool, *, head_only: bool = False) -> bytes:
+        """``head_only`` for HEAD: the headers a GET would get, no body (RFC 9110 §9.3.2)."""
         extra = b"content-length: %d\r\n%s\r\n" % (
             len(self.body),
             b"" if keep_alive else b"connection: close\r\n",
         )
-        return encode_head(self.status, self.headers, extra) + self.body
+        head = encode_head(self.status, self.headers, extra)
+        return head if head_only else head + self.body
 
 
 class StreamResponse:
