@@ -70,7 +70,7 @@ async def run(n: int, profile: bool) -> None:
         config = parse_config(yaml.safe_load(CONFIG.format(db=f"{tmp}/bench.db", model=payloads.MODEL)))
         async with running(config) as svc:
             secret, record = new_key(svc.hmac_key, team="bench", user=None, name="bench", models=None)
-            await svc.store.create_key(replace(record, rpm=10**9))
+            await svc.store.create_key(replace(record, rpm=None if os.environ.get("NO_RPM") else 10**9))
             await svc.keys.reload(force=True)
             state = ServerState(svc, dispatcher(), max_body=config.server.max_body_bytes)
             body = payloads.chat_request()
@@ -94,18 +94,45 @@ async def run(n: int, profile: bool) -> None:
 
             for _ in range(500):
                 await one()
+            import gc
+
+            gc_time = [0.0, 0.0, 0.0]
+            gc_n = [0, 0, 0]
+            started = [0.0]
+
+            def on_gc(phase: str, info: dict[str, int]) -> None:
+                if phase == "start":
+                    started[0] = time.perf_counter()
+                else:
+                    gc_time[info["generation"]] += time.perf_counter() - started[0]
+                    gc_n[info["generation"]] += 1
+
+            gc.callbacks.append(on_gc)
             prof = cProfile.Profile() if profile else None
-            t0 = time.thread_time()
             if prof:
                 prof.enable()
-            for _ in range(n):
-                await one()
+            rounds = []
+            for _ in range(1 if profile else 5):
+                t0 = time.thread_time()
+                for _ in range(n):
+                    await one()
+                rounds.append((time.thread_time() - t0) / n * 1e6)
             if prof:
                 prof.disable()
-            took = time.thread_time() - t0
-            print(f"{took / n * 1e6:.1f} µs of main-thread CPU per request ({n} requests)")
+            rounds.sort()
+            total = n * len(rounds)
+            print(
+                "GC per request: "
+                + ", ".join(f"gen{g} {gc_time[g] / total * 1e6:.2f} µs ({gc_n[g]} runs)" for g in range(3))
+            )
+            print(
+                f"main-thread CPU per request: min {rounds[0]:.1f} µs, median {rounds[len(rounds) // 2]:.1f} µs "
+                f"({len(rounds)} rounds of {n})"
+            )
             if prof:
-                pstats.Stats(prof).sort_stats("tottime").print_stats(45)
+                pstats.Stats(prof).sort_stats(os.environ.get("SORT", "tottime")).print_stats(
+                    int(os.environ.get("TOP", "45"))
+                )
 
 
 if __name__ == "__main__":

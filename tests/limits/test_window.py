@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.limits.window import BudgetAccount, Leases, SlidingLog
+from sluice.limits.window import RPM_SLICE_S, BudgetAccount, Leases, SlidingLog
 
 W = 60.0
 
@@ -86,3 +86,36 @@ def test_budget_hard_and_soft():
     assert acct.hopeless(50)
     acct.spent = 100
     assert not acct.fits(0) and acct.hopeless(0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    limit=st.integers(1, 50),
+    gaps=st.lists(st.floats(0, 2), min_size=1, max_size=300),
+)
+def test_coalesced_request_log_never_exceeds_limit_in_any_window(limit, gaps):
+    """Requests/min logs merge admissions into slices; no 60 s span may still hold more than
+    ``limit`` admissions, and memory stays one entry per slice."""
+    log = SlidingLog()
+    now = 0.0
+    admitted: list[float] = []
+    for dt in gaps:
+        now += dt
+        log.purge(now, W)
+        if log.fits(1, limit):
+            log.add_count(now, 1, RPM_SLICE_S)
+            admitted.append(now)
+            assert sum(1 for t in admitted if t > now - W) <= limit
+        else:
+            assert log.wait_for(1, limit, now, W) > 0
+    assert log.total == sum(int(e[1]) for e in log.entries)
+
+
+def test_coalesced_request_log_holds_one_entry_per_slice():
+    log = SlidingLog()
+    for i in range(10_000):
+        log.add_count(i * 0.001, 1, RPM_SLICE_S)  # 1,000 requests/s for 10 s
+    assert log.total == 10_000
+    assert len(log.entries) <= 10 / RPM_SLICE_S + 1
+    log.purge(10.0 + W, W)
+    assert log.total == 0 and not log.entries

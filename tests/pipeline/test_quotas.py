@@ -11,7 +11,7 @@ import pytest
 
 from sluice.config.limits import BudgetConfig, LimitsConfig, RateLimitConfig, UserLimitsConfig
 from sluice.errors import ProviderError, RateLimited
-from sluice.limits import Level, Limiter
+from sluice.limits import Level, Limiter, MemoryState
 from sluice.limits.model import LevelLimits
 from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.context import ChunkStream, Principal, RequestContext
@@ -166,6 +166,26 @@ async def test_levels_include_route_team_key_user(make_limiter):
         "key ci-bot",
         "user alice (team billing)",
     ]
+
+
+def test_levels_are_made_once_per_principal_and_remade_for_a_new_one():
+    """Levels are cached per principal object: a key reload that changed the key's limits hands
+    out a new principal, whose levels carry the new limits."""
+    q = Quotas(
+        Limiter(MemoryState(), LimitsConfig()),
+        COUNTER,
+        Catalog(),
+        key_limits=lambda p: p.limits,
+    )
+    first = Principal("k_1", "billing", None, "ci-bot", None, LevelLimits(RateLimitConfig(rpm=5)))
+    ctx = context()
+    ctx.principal = first
+    levels = q.levels(ctx)
+    assert q.levels(ctx)[0] is levels[0]
+    reloaded = Principal("k_1", "billing", None, "ci-bot", None, LevelLimits(RateLimitConfig(rpm=50)))
+    ctx.principal = reloaded
+    (key_level,) = q.levels(ctx)
+    assert key_level.rate is not None and key_level.rate.rpm == 50
 
 
 @pytest.mark.parametrize("exc", [ProviderError("server", "boom", provider="p"), asyncio.CancelledError()])

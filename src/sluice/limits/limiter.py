@@ -98,11 +98,26 @@ class Limiter:
         # Ticket ids: a random per-process prefix and a counter are unique across replicas.
         self._ids = itertools.count()
         self._id_prefix = os.urandom(6).hex()
+        #: id(level) -> (level, its check); the level is kept, so its id cannot be reused meanwhile.
+        self._rate_checks: dict[int, tuple[Level, RateCheck]] = {}
 
     # ------------------------------------------------------------------ keys
 
     def rate_key(self, level: Level) -> str:
         return f"{self._prefix}rl:{level.scope}"
+
+    def _rate_check(self, level: Level) -> RateCheck:
+        """A level's check, made once per level object (callers reuse their levels)."""
+        cached = self._rate_checks.get(id(level))
+        if cached is not None and cached[0] is level:
+            return cached[1]
+        rate = level.rate
+        assert rate is not None
+        check = RateCheck(self.rate_key(level), rate.rpm, rate.tpm, rate.concurrent)
+        if len(self._rate_checks) >= 100_000:
+            self._rate_checks.clear()
+        self._rate_checks[id(level)] = (level, check)
+        return check
 
     def window(self, budget: BudgetConfig, now: float | None = None) -> PeriodWindow:
         at = self._clock() if now is None else now
@@ -128,11 +143,7 @@ class Limiter:
         budget_levels = [lv for lv in levels if lv.budget is not None]
         if not rate_levels and not budget_levels:
             return Ticket(ticket_id, tuple(levels), None)
-        rates = tuple(
-            RateCheck(self.rate_key(lv), lv.rate.rpm, lv.rate.tpm, lv.rate.concurrent)
-            for lv in rate_levels
-            if lv.rate is not None
-        )
+        rates = tuple(self._rate_check(lv) for lv in rate_levels)
         budgets = tuple(
             self.budget_check(lv, lv.budget, now) for lv in budget_levels if lv.budget is not None
         )

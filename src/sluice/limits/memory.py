@@ -16,7 +16,7 @@ from sluice.limits.model import (
     Verdict,
 )
 from sluice.limits.state import SpendListener
-from sluice.limits.window import BudgetAccount, Leases, SlidingLog
+from sluice.limits.window import RPM_SLICE_S, BudgetAccount, Leases, SlidingLog
 
 #: Admissions between sweeps of idle keys (keeps memory bounded by active keys).
 _SWEEP_EVERY = 20_000
@@ -51,7 +51,7 @@ class MemoryState:
             req_reset = tok_reset = 0.0
             if rc.rpm is not None:
                 log = self._rpm[rc.key]
-                log.add(now, 1, adm.ticket_id)
+                log.add_count(now, 1, RPM_SLICE_S)
                 req_left, req_reset = rc.rpm - log.total, log.reset_in(now, WINDOW_S)
             if rc.tpm is not None:
                 log = self._tpm[rc.key]

@@ -79,7 +79,7 @@ class BudgetCheck:
     expires_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: frozen would cost a setattr per field
 class Admission:
     """Everything a backend needs to check and reserve, across all levels, in one step."""
 
@@ -92,7 +92,7 @@ class Admission:
     lease_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: frozen would cost a setattr per field
 class RateStatus:
     """After an admission: how much of each per-minute limit is left at one level."""
 
@@ -102,7 +102,7 @@ class RateStatus:
     tokens_reset_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: frozen would cost a setattr per field
 class Verdict:
     admitted: bool
     #: For a refusal: which check failed (index into rates, or into budgets for "budget").
@@ -125,7 +125,7 @@ class SpendChange:
     after: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: frozen would cost a setattr per field
 class Settlement:
     ticket_id: str
     rates: tuple[RateCheck, ...]

@@ -1,9 +1,10 @@
 """The limit algorithms, pure and clock-free (every call is handed ``now``).
 
-* :class:`SlidingLog` — an exact sliding window: an entry per admitted request with its weight
-  (1 for requests, tokens for tokens/min). "100 requests/min" means no 60-second span ever holds
-  more than 100 admissions, with no burst at window edges. A weight can be corrected after the
-  fact (a token reservation settled to real usage).
+* :class:`SlidingLog` — a sliding window: an entry per admitted request with its weight (1 for
+  requests, tokens for tokens/min). "100 requests/min" means no 60-second span ever holds more
+  than 100 admissions, with no burst at window edges. A weight can be corrected after the fact (a
+  token reservation settled to real usage). Requests/min logs coalesce admissions into 50 ms
+  slices that leave with their newest member: never over the limit, at most 50 ms stricter.
 * :class:`Leases` — holders of a resource with an amount and a deadline: concurrency slots (amount
   1) and budget reservations (amount in nano-dollars). A holder that vanishes without releasing
   (crashed process) is dropped at its deadline. Deadlines are ``now + lease`` with one lease
@@ -17,15 +18,19 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 
+#: Requests/min logs hold one entry per slice of this many seconds.
+RPM_SLICE_S = 0.05
+
 
 class SlidingLog:
-    __slots__ = ("entries", "index", "total")
+    __slots__ = ("entries", "index", "slice_start", "total")
 
     def __init__(self) -> None:
         # [time, weight, id]; lists so a settled weight can be corrected in place.
         self.entries: deque[list[float | int | str]] = deque()
         self.index: dict[str, list[float | int | str]] = {}
         self.total = 0
+        self.slice_start = 0.0
 
     def purge(self, now: float, window: float) -> None:
         horizon = now - window
@@ -42,6 +47,22 @@ class SlidingLog:
         entry: list[float | int | str] = [now, weight, ident]
         self.entries.append(entry)
         self.index[ident] = entry
+        self.total += weight
+
+    def add_count(self, now: float, weight: int, slice_s: float) -> None:
+        """For a log that is never corrected (requests/min): admissions less than ``slice_s``
+        after the newest entry began join it, and the entry takes the newest time, so it leaves
+        the window only when its last member does (never early: the limit is never exceeded).
+        Memory is one entry per slice, not one per request (a high limit at thousands of
+        requests a second would otherwise hold every one of them for a minute)."""
+        entries = self.entries
+        if entries and now - self.slice_start < slice_s:
+            last = entries[-1]
+            last[0] = now
+            last[1] = int(last[1]) + weight
+        else:
+            entries.append([now, weight, ""])
+            self.slice_start = now
         self.total += weight
 
     def correct(self, ident: str, weight: int) -> None:

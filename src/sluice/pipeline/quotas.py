@@ -28,6 +28,7 @@ from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
 
 _ZERO = Decimal(0)
+_MAX_CACHED = 100_000
 KeyLimits = Callable[[Principal], LevelLimits | None]
 
 
@@ -79,37 +80,60 @@ class Quotas:
         self._users = self._config.users
         self._plans: dict[str, Plan] = {}
         self._provider_tpm = any(r.tpm is not None for r in self._config.providers.values())
+        # Levels are immutable: made once per route, per principal and per end user, not per request.
+        self._route_levels: dict[str, Level] = {
+            name: Level("route", name, rate=rate) for name, rate in self._routes.items()
+        }
+        self._principal_levels: dict[str, tuple[Principal, tuple[Level, ...]]] = {}
+        self._user_levels: dict[str, Level] = {}
 
     # ------------------------------------------------------------------ levels
 
     def levels(self, ctx: RequestContext) -> list[Level]:
         out: list[Level] = []
         if ctx.route is not None:
-            route = self._routes.get(ctx.route)
+            route = self._route_levels.get(ctx.route)
             if route is not None:
-                out.append(Level("route", ctx.route, rate=route))
+                out.append(route)
         p = ctx.principal
         if p is None:
             return out
-        team = self._teams.get(p.team)
-        if team is not None and not team.empty:
-            out.append(Level("team", p.team, rate=team.rate, budget=team.budget))
-        key = self._key_limits(p)
-        if key is not None and not key.empty:
-            out.append(Level("key", p.key_id, rate=key.rate, budget=key.budget, display=p.name))
+        out.extend(self._levels_of(p))
         user = ctx.user or (ctx.chat.user if ctx.chat is not None else None)
         users = self._users
         if user and users is not None and (users.rate_limit is not None or users.budget is not None):
-            out.append(
-                Level(
+            name = f"{p.team}/{user}"
+            level = self._user_levels.get(name)
+            if level is None:
+                if len(self._user_levels) >= _MAX_CACHED:
+                    self._user_levels.clear()
+                level = self._user_levels[name] = Level(
                     "user",
-                    f"{p.team}/{user}",
+                    name,
                     rate=users.rate_limit,
                     budget=users.budget,
                     display=f"{user} (team {p.team})",
                 )
-            )
+            out.append(level)
         return out
+
+    def _levels_of(self, p: Principal) -> tuple[Level, ...]:
+        """The team's and the key's levels; remade when the key cache hands out a new principal
+        (a reload that changed the key's limits)."""
+        cached = self._principal_levels.get(p.key_id)
+        if cached is not None and cached[0] is p:
+            return cached[1]
+        levels: list[Level] = []
+        team = self._teams.get(p.team)
+        if team is not None and not team.empty:
+            levels.append(Level("team", p.team, rate=team.rate, budget=team.budget))
+        key = self._key_limits(p)
+        if key is not None and not key.empty:
+            levels.append(Level("key", p.key_id, rate=key.rate, budget=key.budget, display=p.name))
+        if len(self._principal_levels) >= _MAX_CACHED:
+            self._principal_levels.clear()
+        self._principal_levels[p.key_id] = (p, tuple(levels))
+        return tuple(levels)
 
     # ------------------------------------------------------------------ planning
 
@@ -173,7 +197,8 @@ class Quotas:
         usage = _usage_of(result) or ctx.usage
         if usage is None:
             usage = Usage(prompt_tokens=plan.prompt_tokens, total_tokens=plan.prompt_tokens)
-        self.limiter.settle(ticket, tokens=usage.total_tokens, cost=self._cost(ctx, usage, plan))
+        spent = self._cost(ctx, usage, plan) if ticket.has_budget else _ZERO
+        self.limiter.settle(ticket, tokens=usage.total_tokens, cost=spent)
         return result
 
     def _meter(self, ctx: RequestContext, stream: ChunkStream, ticket: Ticket, plan: Plan) -> MeteredStream:

@@ -35,7 +35,7 @@ from sluice.routing.calls import Call, ChatCall, EmbedCall, StreamCall
 from sluice.routing.health import HealthBoard
 from sluice.routing.loop import AttemptLoop, LoopEnv
 from sluice.routing.retry import RetryBudget
-from sluice.routing.routes import Facts, Plan, RouteTable
+from sluice.routing.routes import NO_MATCH, Facts, Plan, RouteTable
 from sluice.routing.shadow import ShadowRunner, ShadowWatch
 from sluice.routing.strategies import Option, Shape, order, shape_of
 from sluice.schema.chat import ChatRequest, ChatResponse, Usage
@@ -117,7 +117,9 @@ class Router:
 
     def route(self, ctx: RequestContext) -> Plan:
         """Choose the route and model once per request; the plan itself is cached per (route, model)."""
-        if ctx.routed_model is None:
+        if ctx.routed_model is None and not self.table.routes:
+            ctx.route, ctx.routed_model, ctx.route_reason = None, ctx.requested_model, NO_MATCH
+        elif ctx.routed_model is None:
             p = ctx.principal
             facts = Facts(
                 team=p.team if p else None, key=p.key_id if p else None, user=ctx.user,

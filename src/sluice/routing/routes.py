@@ -25,7 +25,11 @@ from sluice.schema.chat import ChatRequest
 _FIELDS = ("team", "key", "user", "model", "task")
 
 
-@dataclass(frozen=True, slots=True)
+#: The routing reason when no route matches (or the policy has none).
+NO_MATCH = "no route matched: serving the requested model"
+
+
+@dataclass(slots=True)  # made per request: frozen would cost a setattr per field
 class Facts:
     """What a request is matched on."""
 
@@ -107,7 +111,7 @@ class RouteTable:
         route = self.match(facts)
         requested = facts.model or ""
         if route is None:
-            return None, requested, "no route matched: serving the requested model"
+            return None, requested, NO_MATCH
         cfg = route.cfg
         if cfg.complexity is not None and chat is not None:
             model, why = complexity_choice(cfg.complexity, chat)

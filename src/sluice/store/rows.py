@@ -34,8 +34,8 @@ RequestRow = tuple[Any, ...]
 def request_to_row(r: RequestRecord) -> RequestRow:
     # Spelled out (not dataclasses.astuple, which deep-copies): this runs for every request.
     return (
-        r.id, r.ts, r.endpoint, r.key_id, r.team, r.user, json.dumps(r.tags), r.requested_model,
-        r.served_model, r.provider, r.route, int(r.stream), r.status, r.error_source, r.error_kind,
+        r.id, r.ts, r.endpoint, r.key_id, r.team, r.user, json.dumps(r.tags) if r.tags else "[]",
+        r.requested_model, r.served_model, r.provider, r.route, int(r.stream), r.status, r.error_source, r.error_kind,
         r.error_message, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cache_write_tokens,
         r.reasoning_tokens, r.cost_usd, r.latency_ms, r.ttft_ms, r.attempts, r.attempts_detail, r.note,
         r.route_reason, r.shadow_of, r.comparison,

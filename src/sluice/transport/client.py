@@ -27,7 +27,7 @@ class PoolSettings:
     connect_timeout_s: float = 10.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: frozen would cost a setattr per field
 class Deadline:
     """Per-attempt time limits. ``first_byte_s`` bounds the wait for response headers (and, for
     streams, the first body bytes); ``idle_s`` bounds the gap between stream chunks."""
