@@ -77,6 +77,12 @@ class Managed:
     def tree(self) -> list[int]:
         return process_tree(self.proc.pid)
 
+    def signal_group(self, signum: int) -> None:
+        """SIGSTOP / SIGCONT the whole process group (a gateway and its workers)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signum)
+
     def stop(self, grace: float = 10.0) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):

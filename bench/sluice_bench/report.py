@@ -416,6 +416,15 @@ def markdown(results: dict[str, Any]) -> str:
                 for r in noisy
             )
         )
+    behind = [r for r in results["runs"] if r.get("log_pending")]
+    if behind:
+        worst = max(behind, key=lambda r: r["log_pending"])
+        notes.append(
+            "Sluice's request log was behind right after some cells (records queued in memory, written as the "
+            "load eased: its thread runs at the lowest priority on the gateway's one core): "
+            f"{len(behind)} of {sum(1 for r in results['runs'] if 'log_pending' in r)} cells, at most "
+            f"{worst['log_pending']:,} records ({worst['target']} c={worst['concurrency']} r{worst['round']})"
+        )
     if notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(out) + "\n"

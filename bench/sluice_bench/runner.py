@@ -21,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -318,20 +320,47 @@ def measure(
             busy = run["core_util"].get(str(gw_cores[0]), 0.0)
             run["gateway_core_foreign"] = round(max(0.0, busy - cpu / res.duration_s), 3)
             run["noisy"] = run["gateway_core_foreign"] > NOISY
+        if target.name.startswith("sluice"):
+            run["log_pending"] = _log_pending(target)
     return run
+
+
+def _log_pending(target: Target) -> int | None:
+    """Request records Sluice still holds in memory, unwritten, right after the cell."""
+    try:
+        with urllib.request.urlopen(f"{target.base}/readyz", timeout=5) as resp:
+            return int(json.loads(resp.read()).get("pending_records", 0))
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def alone(target: Target, targets: list[Target]) -> Iterator[None]:
+    """Freeze every other gateway while ``target`` is measured: they share its core, and an idle
+    gateway is not always idle (LiteLLM's background loops took up to a quarter of the gateway
+    core while Sluice was measured, doubling Sluice's latency at c=1)."""
+    others = [t for t in targets if t is not target and t.is_gateway]
+    for other in others:
+        other.pause(True)
+    try:
+        yield
+    finally:
+        for other in others:
+            other.pause(False)
 
 
 def load_rounds(targets: list[Target], plan: Plan, pinning: Pinning, body: Path) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for target in targets:  # warm-up: connection pools, lazy imports, JITs of the world
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), alone(target, targets):
             measure(target, plan, pinning, body, 10, plan.warmup_s)
     for rnd in range(1, plan.rounds + 1):
         for c in plan.concurrency:
             for target in targets:
                 label = f"round {rnd} c={c} {target.name}"
                 try:
-                    run = measure(target, plan, pinning, body, c, plan.duration_s)
+                    with alone(target, targets):
+                        run = measure(target, plan, pinning, body, c, plan.duration_s)
                 except Exception as exc:
                     run = {"error": f"{type(exc).__name__}: {exc}"[:1000], "requests": 0, "error_total": 0}
                 run.update(round=rnd, target=target.name, concurrency=c)
@@ -359,22 +388,42 @@ def _ttft_interleaved(targets: list[Target], plan: Plan, ups: Upstreams) -> dict
             if target.name in failed:
                 continue
             try:
-                samples[target.name] += asyncio.run(
-                    streaming.ttft_samples(
-                        target.url("paced"),
-                        target.key,
-                        target.model("paced"),
-                        n_chunks=ups.chunks("paced"),
-                        concurrency=plan.ttft_concurrency,
-                        streams=per_round,
-                    )
-                )
+                with alone(target, targets):
+                    samples[target.name] += _ttft_round(target, plan, ups, per_round)
             except Exception as exc:
                 failed[target.name] = f"{type(exc).__name__}: {exc}"[:1000]
     return {
         name: {"error": failed[name]} if name in failed else streaming.summarise(outs, ups.chunks("paced"))
         for name, outs in samples.items()
     }
+
+
+def _ttft_round(target: Target, plan: Plan, ups: Upstreams, streams: int) -> list[streaming.StreamOutcome]:
+    return asyncio.run(
+        streaming.ttft_samples(
+            target.url("paced"),
+            target.key,
+            target.model("paced"),
+            n_chunks=ups.chunks("paced"),
+            concurrency=plan.ttft_concurrency,
+            streams=streams,
+        )
+    )
+
+
+def _concurrent(target: Target, plan: Plan, ups: Upstreams) -> dict[str, object]:
+    return asyncio.run(
+        streaming.concurrent_test(
+            target.url("slow"),
+            target.key,
+            target.model("slow"),
+            n_chunks=ups.chunks("slow"),
+            streams=plan.streams,
+            gateway_pids=target.pids if target.is_gateway else None,
+            ramp_s=plan.stream_ramp_s,
+            timeout=120.0 + plan.streams / 10,
+        )
+    )
 
 
 def stream_tests(targets: list[Target], plan: Plan, ups: Upstreams) -> dict[str, Any]:
@@ -388,18 +437,8 @@ def stream_tests(targets: list[Target], plan: Plan, ups: Upstreams) -> dict[str,
         res = results[target.name]
         if plan.streams and "error" not in res:
             try:
-                res["concurrent"] = asyncio.run(
-                    streaming.concurrent_test(
-                        target.url("slow"),
-                        target.key,
-                        target.model("slow"),
-                        n_chunks=ups.chunks("slow"),
-                        streams=plan.streams,
-                        gateway_pids=target.pids if target.is_gateway else None,
-                        ramp_s=plan.stream_ramp_s,
-                        timeout=120.0 + plan.streams / 10,
-                    )
-                )
+                with alone(target, targets):
+                    res["concurrent"] = _concurrent(target, plan, ups)
             except Exception as exc:
                 res["error"] = f"{type(exc).__name__}: {exc}"[:1000]
         tt = res.get("ttft", {})

@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -113,8 +114,15 @@ class Target:
             pids.extend(h.tree())
         return pids
 
+    def pause(self, paused: bool) -> None:
+        """Freeze (SIGSTOP) or resume (SIGCONT) the gateway and its helpers."""
+        sig = signal.SIGSTOP if paused else signal.SIGCONT
+        for m in ([self.proc] if self.proc is not None else []) + self.helpers:
+            m.signal_group(sig)
+
     def stop(self) -> None:
         if self.proc is not None:
+            self.pause(False)
             self.proc.stop()
         for h in self.helpers:
             h.stop()
