@@ -116,3 +116,60 @@ def start_nginx(workdir: Path, port: int, pinning: Pinning, cores: tuple[int, ..
     )
     wait_port(port, 10, proc.proc)
     return proc
+
+
+def render_proxy_config(workdir: Path, port: int, upstream_port: int) -> str:
+    """nginx as a plain reverse proxy (keep-alive to the upstream, no auth, no logging): what any
+    proxy costs on this machine, as a reference for the gateways."""
+    tmp = workdir
+    return f"""
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 8192; multi_accept on; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    client_max_body_size 10m;
+    client_body_buffer_size 1m;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+    tcp_nodelay on;
+    upstream bench_upstream {{ server 127.0.0.1:{upstream_port}; keepalive 256; keepalive_requests 100000000; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=8192;
+        location / {{
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx_proxy(
+    workdir: Path, port: int, upstream_port: int, pinning: Pinning, cores: tuple[int, ...]
+) -> Managed:
+    binary = nginx_binary()
+    if binary is None:
+        raise RuntimeError("nginx is not installed")
+    ngx_dir = workdir / "nginx-proxy"
+    ngx_dir.mkdir(parents=True, exist_ok=True)
+    conf = ngx_dir / "nginx.conf"
+    conf.write_text(render_proxy_config(ngx_dir, port, upstream_port))
+    proc = start(
+        "nginx-proxy",
+        [binary, "-e", str(ngx_dir / "nginx-error.log"), "-p", str(ngx_dir), "-c", str(conf)],
+        log_dir=workdir,
+        cores=cores,
+        pinning=pinning,
+    )
+    wait_port(port, 10, proc.proc)
+    return proc

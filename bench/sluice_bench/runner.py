@@ -48,13 +48,16 @@ from sluice_bench.targets import (
     direct,
     ensure_litellm_venv,
     litellm_version,
+    nginx_proxy,
     sluice_available,
     start_litellm,
     start_sluice,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
-ALL_TARGETS = ("sluice", "sluice-w2", "litellm", "direct")
+ALL_TARGETS = ("sluice", "sluice-w2", "litellm", "nginx-proxy", "direct")
+#: Targets that only take the load cells (no stream tests).
+CHAT_ONLY = ("nginx-proxy",)
 SATURATED = 0.9
 NOISY = 0.25
 
@@ -254,6 +257,10 @@ def start_targets(
         try:
             if name == "direct":
                 target = direct(ups)
+            elif name == "nginx-proxy":
+                if plan.upstream != "nginx":
+                    raise RuntimeError("needs the nginx upstream")
+                target = nginx_proxy(workdir, ups, pinning)
             elif name.startswith("sluice"):
                 if not sluice_ok:
                     raise RuntimeError(f"the gateway is not runnable yet: {why}")
@@ -325,6 +332,19 @@ def measure(
     return run
 
 
+def _wait_log_written(target: Target, timeout: float = 120.0) -> None:
+    """Start a Sluice cell only once the previous cells' request records are written: a log
+    catching up on the gateway's core would be measured as this cell's latency."""
+    if not target.name.startswith("sluice"):
+        return
+    deadline = time.monotonic() + timeout
+    zeros = 0  # several workers answer /readyz in turn: want every one of them at 0
+    while zeros < 4 and time.monotonic() < deadline:
+        pending = _log_pending(target)
+        zeros = zeros + 1 if pending == 0 else 0
+        time.sleep(0.1 if zeros else 0.25)
+
+
 def _log_pending(target: Target) -> int | None:
     """Request records Sluice still holds in memory, unwritten, right after the cell."""
     try:
@@ -343,6 +363,7 @@ def alone(target: Target, targets: list[Target]) -> Iterator[None]:
     for other in others:
         other.pause(True)
     try:
+        _wait_log_written(target)
         yield
     finally:
         for other in others:
@@ -380,12 +401,14 @@ def load_rounds(targets: list[Target], plan: Plan, pinning: Pinning, body: Path)
 
 def _ttft_interleaved(targets: list[Target], plan: Plan, ups: Upstreams) -> dict[str, dict[str, Any]]:
     """TTFT samples taken in rounds across the targets (like the load), so drift hits all alike."""
-    samples: dict[str, list[streaming.StreamOutcome]] = {t.name: [] for t in targets}
+    samples: dict[str, list[streaming.StreamOutcome]] = {
+        t.name: [] for t in targets if t.name not in CHAT_ONLY
+    }
     failed: dict[str, str] = {}
     per_round = max(plan.ttft_concurrency, -(-plan.ttft_streams // plan.rounds))
     for _ in range(plan.rounds):
         for target in targets:
-            if target.name in failed:
+            if target.name in failed or target.name in CHAT_ONLY:
                 continue
             try:
                 with alone(target, targets):
@@ -427,13 +450,15 @@ def _concurrent(target: Target, plan: Plan, ups: Upstreams) -> dict[str, object]
 
 
 def stream_tests(targets: list[Target], plan: Plan, ups: Upstreams) -> dict[str, Any]:
-    results: dict[str, Any] = {t.name: {} for t in targets}
+    results: dict[str, Any] = {t.name: {} for t in targets if t.name not in CHAT_ONLY}
     for name, ttft in _ttft_interleaved(targets, plan, ups).items():
         if "error" in ttft:
             results[name]["error"] = ttft["error"]
         else:
             results[name]["ttft"] = ttft
     for target in targets:
+        if target.name in CHAT_ONLY:
+            continue
         res = results[target.name]
         if plan.streams and "error" not in res:
             try:

@@ -172,6 +172,27 @@ def direct(upstreams: Upstreams) -> Target:
 # ------------------------------------------------------------------------------------------ Sluice
 
 
+def nginx_proxy(workdir: Path, upstreams: Upstreams, pinning: Pinning) -> Target:
+    """nginx reverse-proxying the fixed upstream from the gateway core: the floor for any proxy."""
+    from sluice_bench.nginx import start_nginx_proxy
+
+    port = free_port()
+    upstream_port = int(upstreams.fixed.rsplit(":", 1)[1])
+    proc = start_nginx_proxy(workdir, port, upstream_port, pinning, pinning.gateway)
+    return Target(
+        name="nginx-proxy",
+        description="nginx as a reverse proxy on the gateway core (reference: no auth, no limits, no log)",
+        key="",
+        proc=proc,
+        base=f"http://127.0.0.1:{port}",
+        notes=[
+            "nginx-proxy: a C reverse proxy placed where the gateways are (same core, same hops): what "
+            "any proxy costs on this machine; chat requests only (it cannot route streams by model)"
+        ],
+        settings={"cores": list(pinning.gateway) if pinning.enabled else "unpinned"},
+    )
+
+
 def sluice_bin() -> Path:
     """The ``sluice`` script of the interpreter running the bench (the project's venv), else PATH's."""
     beside = Path(sys.executable).parent / "sluice"
