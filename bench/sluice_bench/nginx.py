@@ -47,12 +47,7 @@ def _body_maps(name: str, body: bytes) -> tuple[str, str]:
     return "\n".join(blocks), '"' + "".join(refs) + '"'
 
 
-def render_config(workdir: Path, port: int) -> str:
-    tmp = workdir
-    json_maps, json_ret = _body_maps("json", payloads.chat_completion())
-    sse_maps, sse_ret = _body_maps("sse", payloads.sse_body())
-    models_maps, models_ret = _body_maps("models", payloads.models_list())
-    return f"""
+_PREAMBLE = """
 worker_processes 1;
 daemon off;
 pid {tmp}/nginx.pid;
@@ -70,6 +65,17 @@ http {{
     keepalive_requests 100000000;
     keepalive_timeout 600s;
     tcp_nodelay on;
+"""
+
+
+def render_config(workdir: Path, port: int) -> str:
+    tmp = workdir
+    json_maps, json_ret = _body_maps("json", payloads.chat_completion())
+    sse_maps, sse_ret = _body_maps("sse", payloads.sse_body())
+    models_maps, models_ret = _body_maps("models", payloads.models_list())
+    return (
+        _PREAMBLE.format(tmp=tmp)
+        + f"""
     server_tokens off;
 {json_maps}
 {sse_maps}
@@ -97,6 +103,7 @@ http {{
     }}
 }}
 """
+    )
 
 
 def start_nginx(workdir: Path, port: int, pinning: Pinning, cores: tuple[int, ...]) -> Managed:
@@ -122,24 +129,9 @@ def render_proxy_config(workdir: Path, port: int, upstream_port: int) -> str:
     """nginx as a plain reverse proxy (keep-alive to the upstream, no auth, no logging): what any
     proxy costs on this machine, as a reference for the gateways."""
     tmp = workdir
-    return f"""
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 8192; multi_accept on; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    client_max_body_size 10m;
-    client_body_buffer_size 1m;
-    keepalive_requests 100000000;
-    keepalive_timeout 600s;
-    tcp_nodelay on;
+    return (
+        _PREAMBLE.format(tmp=tmp)
+        + f"""
     upstream bench_upstream {{ server 127.0.0.1:{upstream_port}; keepalive 256; keepalive_requests 100000000; }}
     server {{
         listen 127.0.0.1:{port} backlog=8192;
@@ -152,6 +144,7 @@ http {{
     }}
 }}
 """
+    )
 
 
 def start_nginx_proxy(

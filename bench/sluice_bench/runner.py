@@ -332,7 +332,7 @@ def measure(
     return run
 
 
-def _wait_log_written(target: Target, timeout: float = 120.0) -> None:
+def wait_log_written(target: Target, timeout: float = 120.0) -> None:
     """Start a Sluice cell only once the previous cells' request records are written: a log
     catching up on the gateway's core would be measured as this cell's latency."""
     if not target.name.startswith("sluice"):
@@ -363,7 +363,7 @@ def alone(target: Target, targets: list[Target]) -> Iterator[None]:
     for other in others:
         other.pause(True)
     try:
-        _wait_log_written(target)
+        wait_log_written(target)
         yield
     finally:
         for other in others:

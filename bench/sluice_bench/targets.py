@@ -186,7 +186,7 @@ def nginx_proxy(workdir: Path, upstreams: Upstreams, pinning: Pinning) -> Target
         proc=proc,
         base=f"http://127.0.0.1:{port}",
         notes=[
-            "nginx-proxy: a C reverse proxy placed where the gateways are (same core, same hops): what "
+            "a C reverse proxy placed where the gateways are (same core, same hops): what "
             "any proxy costs on this machine; chat requests only (it cannot route streams by model)"
         ],
         settings={"cores": list(pinning.gateway) if pinning.enabled else "unpinned"},
