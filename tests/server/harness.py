@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sluice.errors import BadRequest, PayloadTooLarge
 from sluice.server.protocol import HttpProtocol, ServerState
 from sluice.server.wire import Request, Response, StreamResponse
 
@@ -153,3 +154,39 @@ def http_request(
         hdrs["content-length"] = str(len(body))
     lines += [f"{k}: {v}" for k, v in hdrs.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+
+# -- handlers shared by the protocol tests ------------------------------------------------------------
+
+
+async def echo(request: Request) -> Response:
+    """Says what it was asked: method, path, query string, body and a few headers."""
+    body = await request.read()
+    payload = {
+        "method": request.method,
+        "path": request.path,
+        "query": request.query_string,
+        "body": body.decode("latin-1"),
+        "http11": request.http11,
+        "keep_alive": request.keep_alive,
+    }
+    return Response(200, json.dumps(payload).encode())
+
+
+def reading(seen: list[object]):
+    """A handler that reads the body and records the body or the error it got."""
+
+    async def handler(request: Request) -> Response:
+        try:
+            body = await request.read()
+        except (PayloadTooLarge, BadRequest) as exc:
+            seen.append(exc)
+            return Response(exc.status, b'{"error":"%s"}' % exc.kind.encode())
+        seen.append(body)
+        return Response(200, body, content_type="text/plain")
+
+    return handler
+
+
+async def ok(request: Request) -> Response:
+    return Response(200, b'{"ok":true}')
