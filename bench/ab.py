@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sluice_bench import loadgen, payloads
+from sluice_bench.isolation import wait_log_written
 from sluice_bench.nginx import start_nginx
 from sluice_bench.procs import Pinning, cpu_seconds, free_port
-from sluice_bench.runner import wait_log_written
 from sluice_bench.targets import StreamShape, Target, Upstreams, start_sluice
 
 Cell = tuple[float, float, float, float]  # req/s, p50 ms, p99 ms, CPU µs/request

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import datetime as dt
 import importlib.metadata
@@ -21,13 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sluice_bench import loadgen, nginx, payloads, report, streaming
+from sluice_bench import loadgen, nginx, payloads, report
+from sluice_bench.isolation import alone, log_pending
 from sluice_bench.procs import (
     Managed,
     Pinning,
@@ -40,6 +38,7 @@ from sluice_bench.procs import (
     start,
     wait_port,
 )
+from sluice_bench.streamtests import stream_tests
 from sluice_bench.targets import (
     LITELLM_VERSION,
     StreamShape,
@@ -56,8 +55,6 @@ from sluice_bench.targets import (
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 ALL_TARGETS = ("sluice", "sluice-w2", "litellm", "nginx-proxy", "direct")
-#: Targets that only take the load cells (no stream tests).
-CHAT_ONLY = ("nginx-proxy",)
 SATURATED = 0.9
 NOISY = 0.25
 
@@ -328,46 +325,8 @@ def measure(
             run["gateway_core_foreign"] = round(max(0.0, busy - cpu / res.duration_s), 3)
             run["noisy"] = run["gateway_core_foreign"] > NOISY
         if target.name.startswith("sluice"):
-            run["log_pending"] = _log_pending(target)
+            run["log_pending"] = log_pending(target)
     return run
-
-
-def wait_log_written(target: Target, timeout: float = 120.0) -> None:
-    """Start a Sluice cell only once the previous cells' request records are written: a log
-    catching up on the gateway's core would be measured as this cell's latency."""
-    if not target.name.startswith("sluice"):
-        return
-    deadline = time.monotonic() + timeout
-    zeros = 0  # several workers answer /readyz in turn: want every one of them at 0
-    while zeros < 4 and time.monotonic() < deadline:
-        pending = _log_pending(target)
-        zeros = zeros + 1 if pending == 0 else 0
-        time.sleep(0.1 if zeros else 0.25)
-
-
-def _log_pending(target: Target) -> int | None:
-    """Request records Sluice still holds in memory, unwritten, right after the cell."""
-    try:
-        with urllib.request.urlopen(f"{target.base}/readyz", timeout=5) as resp:
-            return int(json.loads(resp.read()).get("pending_records", 0))
-    except (OSError, ValueError):
-        return None
-
-
-@contextlib.contextmanager
-def alone(target: Target, targets: list[Target]) -> Iterator[None]:
-    """Freeze every other gateway while ``target`` is measured: they share its core, and an idle
-    gateway is not always idle (LiteLLM's background loops took up to a quarter of the gateway
-    core while Sluice was measured, doubling Sluice's latency at c=1)."""
-    others = [t for t in targets if t is not target and t.is_gateway]
-    for other in others:
-        other.pause(True)
-    try:
-        wait_log_written(target)
-        yield
-    finally:
-        for other in others:
-            other.pause(False)
 
 
 def load_rounds(targets: list[Target], plan: Plan, pinning: Pinning, body: Path) -> list[dict[str, Any]]:
@@ -397,85 +356,6 @@ def load_rounds(targets: list[Target], plan: Plan, pinning: Pinning, body: Path)
                         flush=True,
                     )
     return runs
-
-
-def _ttft_interleaved(targets: list[Target], plan: Plan, ups: Upstreams) -> dict[str, dict[str, Any]]:
-    """TTFT samples taken in rounds across the targets (like the load), so drift hits all alike."""
-    samples: dict[str, list[streaming.StreamOutcome]] = {
-        t.name: [] for t in targets if t.name not in CHAT_ONLY
-    }
-    failed: dict[str, str] = {}
-    per_round = max(plan.ttft_concurrency, -(-plan.ttft_streams // plan.rounds))
-    for _ in range(plan.rounds):
-        for target in targets:
-            if target.name in failed or target.name in CHAT_ONLY:
-                continue
-            try:
-                with alone(target, targets):
-                    samples[target.name] += _ttft_round(target, plan, ups, per_round)
-            except Exception as exc:
-                failed[target.name] = f"{type(exc).__name__}: {exc}"[:1000]
-    return {
-        name: {"error": failed[name]} if name in failed else streaming.summarise(outs, ups.chunks("paced"))
-        for name, outs in samples.items()
-    }
-
-
-def _ttft_round(target: Target, plan: Plan, ups: Upstreams, streams: int) -> list[streaming.StreamOutcome]:
-    return asyncio.run(
-        streaming.ttft_samples(
-            target.url("paced"),
-            target.key,
-            target.model("paced"),
-            n_chunks=ups.chunks("paced"),
-            concurrency=plan.ttft_concurrency,
-            streams=streams,
-        )
-    )
-
-
-def _concurrent(target: Target, plan: Plan, ups: Upstreams) -> dict[str, object]:
-    return asyncio.run(
-        streaming.concurrent_test(
-            target.url("slow"),
-            target.key,
-            target.model("slow"),
-            n_chunks=ups.chunks("slow"),
-            streams=plan.streams,
-            gateway_pids=target.pids if target.is_gateway else None,
-            ramp_s=plan.stream_ramp_s,
-            timeout=120.0 + plan.streams / 10,
-        )
-    )
-
-
-def stream_tests(targets: list[Target], plan: Plan, ups: Upstreams) -> dict[str, Any]:
-    results: dict[str, Any] = {t.name: {} for t in targets if t.name not in CHAT_ONLY}
-    for name, ttft in _ttft_interleaved(targets, plan, ups).items():
-        if "error" in ttft:
-            results[name]["error"] = ttft["error"]
-        else:
-            results[name]["ttft"] = ttft
-    for target in targets:
-        if target.name in CHAT_ONLY:
-            continue
-        res = results[target.name]
-        if plan.streams and "error" not in res:
-            try:
-                with alone(target, targets):
-                    res["concurrent"] = _concurrent(target, plan, ups)
-            except Exception as exc:
-                res["error"] = f"{type(exc).__name__}: {exc}"[:1000]
-        tt = res.get("ttft", {})
-        cc = res.get("concurrent", {})
-        print(
-            f"[bench] streams {target.name}: TTFT p50 {tt.get('ttft_ms', {}).get('p50')} ms; "
-            f"{cc.get('complete')}/{cc.get('streams')} concurrent complete, "
-            f"{cc.get('rss_per_stream_kb')} KB/stream {res.get('error', '')}",
-            file=sys.stderr,
-            flush=True,
-        )
-    return results
 
 
 # -------------------------------------------------------------------------------------------- main
