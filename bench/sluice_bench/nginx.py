@@ -8,6 +8,7 @@ what the benchmark measures.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from sluice_bench import payloads
@@ -107,15 +108,26 @@ def render_config(workdir: Path, port: int) -> str:
 
 
 def start_nginx(workdir: Path, port: int, pinning: Pinning, cores: tuple[int, ...]) -> Managed:
+    return _run("nginx", workdir, port, pinning, cores, lambda d: render_config(d, port))
+
+
+def _run(
+    name: str,
+    workdir: Path,
+    port: int,
+    pinning: Pinning,
+    cores: tuple[int, ...],
+    config: Callable[[Path], str],
+) -> Managed:
     binary = nginx_binary()
     if binary is None:
         raise RuntimeError("nginx is not installed")
-    ngx_dir = workdir / "nginx"
+    ngx_dir = workdir / name
     ngx_dir.mkdir(parents=True, exist_ok=True)
     conf = ngx_dir / "nginx.conf"
-    conf.write_text(render_config(ngx_dir, port))
+    conf.write_text(config(ngx_dir))
     proc = start(
-        "nginx",
+        name,
         [binary, "-e", str(ngx_dir / "nginx-error.log"), "-p", str(ngx_dir), "-c", str(conf)],
         log_dir=workdir,
         cores=cores,
@@ -150,19 +162,6 @@ def render_proxy_config(workdir: Path, port: int, upstream_port: int) -> str:
 def start_nginx_proxy(
     workdir: Path, port: int, upstream_port: int, pinning: Pinning, cores: tuple[int, ...]
 ) -> Managed:
-    binary = nginx_binary()
-    if binary is None:
-        raise RuntimeError("nginx is not installed")
-    ngx_dir = workdir / "nginx-proxy"
-    ngx_dir.mkdir(parents=True, exist_ok=True)
-    conf = ngx_dir / "nginx.conf"
-    conf.write_text(render_proxy_config(ngx_dir, port, upstream_port))
-    proc = start(
-        "nginx-proxy",
-        [binary, "-e", str(ngx_dir / "nginx-error.log"), "-p", str(ngx_dir), "-c", str(conf)],
-        log_dir=workdir,
-        cores=cores,
-        pinning=pinning,
+    return _run(
+        "nginx-proxy", workdir, port, pinning, cores, lambda d: render_proxy_config(d, port, upstream_port)
     )
-    wait_port(port, 10, proc.proc)
-    return proc
