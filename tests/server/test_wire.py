@@ -427,3 +427,38 @@ async def test_write_eof_before_prepare_does_nothing() -> None:
     await resp.write_eof()
     assert not resp.finished
     assert not resp.prepared
+
+
+# -- a lower body limit for one endpoint ---------------------------------------------------------------
+
+
+async def test_limit_body_refuses_a_declared_length_over_the_lower_limit() -> None:
+    req = make_request(headers={"content-length": "50"}, max_body=100)
+    req.limit_body(10)
+    with pytest.raises(PayloadTooLarge, match="50 bytes; the limit is 10"):
+        await req.read()
+    assert req.keep_alive is False
+
+
+async def test_limit_body_counts_what_already_arrived() -> None:
+    req = make_request(max_body=100)  # chunked: no declared length
+    req.feed(b"x" * 20)
+    req.limit_body(10)
+    req.finish()
+    with pytest.raises(PayloadTooLarge, match="over the limit of 10 bytes"):
+        await req.read()
+
+
+async def test_limit_body_applies_to_what_arrives_later_and_never_raises_the_limit() -> None:
+    req = make_request(max_body=100)
+    req.limit_body(500)
+    assert req.max_body == 100
+    req.limit_body(8)
+    req.feed(b"12345")
+    req.finish()
+    assert await req.read() == b"12345"
+    late = make_request(max_body=100)
+    late.limit_body(8)
+    late.feed(b"123456789")
+    with pytest.raises(PayloadTooLarge):
+        await late.read()

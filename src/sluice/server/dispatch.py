@@ -7,16 +7,14 @@ Paths are matched exactly (a dict lookup), or by a template whose last segment i
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from sluice.errors import ServiceUnavailable, SluiceError
 from sluice.server.render import error_response
-from sluice.server.wire import Request, Response, StreamResponse
+from sluice.server.wire import Handler, Request, Response, StreamResponse
 from sluice.store.base import StoreUnavailable
 
 log = logging.getLogger("sluice.server")
-
-Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
 
 
 class RouteTable:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 
-from sluice.errors import PayloadTooLarge, UnsupportedMediaType
+from sluice.errors import UnsupportedMediaType
 from sluice.server.wire import Request
 
 _ID_PREFIX = "req_" + secrets.token_hex(6)
@@ -37,15 +37,9 @@ async def read_json_body(request: Request, limit: int | None = None) -> bytes:
         raise UnsupportedMediaType(
             f"content type must be application/json, got '{ctype or 'none'}'", code="unsupported_media_type"
         )
-    length = request.content_length
-    if limit is not None and length is not None and length > limit:
-        raise PayloadTooLarge(
-            f"request body is {length} bytes; the limit is {limit}", code="request_too_large"
-        )
-    body = await request.read()
-    if limit is not None and len(body) > limit:
-        raise PayloadTooLarge(f"request body is over the limit of {limit} bytes", code="request_too_large")
-    return body
+    if limit is not None:
+        request.limit_body(limit)
+    return await request.read()
 
 
 def header_tags(request: Request, metadata: dict[str, str] | None) -> tuple[str, ...]:

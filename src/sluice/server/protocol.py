@@ -13,20 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
 
 from sluice.errors import BadRequest
-from sluice.server.wire import Request, Response, StreamResponse, encode_head
+from sluice.server.wire import Handler, Request, Response, StreamResponse, encode_head
 
 if TYPE_CHECKING:
     from sluice.server.services import Services
 
 log = logging.getLogger("sluice.server")
-
-Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
 
 #: Most bytes a request line plus headers may take.
 MAX_HEAD_BYTES = 64 * 1024
@@ -47,8 +44,12 @@ class ServerState:
         self.keepalive_s = keepalive_s
         self.slow_client_s = slow_client_s
         self.connections: set[HttpProtocol] = set()
-        self.draining = False
         self.idle = asyncio.Event()  # set whenever no connection is open
+
+    @property
+    def draining(self) -> bool:
+        """One flag for the routes (new requests get 503) and the connections (answers close)."""
+        return self.services.draining
 
     def sweep(self, now: float) -> None:
         """Close connections idle past the keep-alive timeout, and callers too slow to send a

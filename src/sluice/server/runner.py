@@ -87,7 +87,6 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
 async def drain(server: asyncio.AbstractServer, state: ServerState, grace_s: float) -> None:
     """Stop accepting; answer what is in flight (``connection: close``), for up to ``grace_s``."""
     server.close()
-    state.draining = True
     state.services.draining = True
     for conn in list(state.connections):
         conn.close_if_idle()

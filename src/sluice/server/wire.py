@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 from urllib.parse import parse_qsl, unquote
 
 from sluice.errors import BadRequest, PayloadTooLarge
@@ -131,11 +132,7 @@ class Request:
         # HTTP/1.0 has no 100 Continue: the expectation is ignored (RFC 9110 §10.1.1).
         self._expect_continue = http11 and headers.get("expect", "").lower() == "100-continue"
         self._discard = False
-        length = self.content_length
-        if length is not None and length > max_body:
-            self._fail(PayloadTooLarge(
-                f"request body is {length} bytes; the limit is {max_body}", code="request_too_large"
-            ))  # fmt: skip
+        self._check_declared_length()
 
     # -- what handlers use ----------------------------------------------------------------------
 
@@ -194,12 +191,32 @@ class Request:
             return
         self._size += len(data)
         if self._size > self.max_body:
-            self._chunks.clear()
-            self._fail(PayloadTooLarge(
-                f"request body is over the limit of {self.max_body} bytes", code="request_too_large"
-            ))  # fmt: skip
+            self._too_large()
             return
         self._chunks.append(data)
+
+    def limit_body(self, max_body: int) -> None:
+        """A lower limit for this request's body than the server's (an endpoint that only takes
+        small bodies); applied to what was declared and to what has already arrived."""
+        if max_body >= self.max_body:
+            return
+        self.max_body = max_body
+        self._check_declared_length()
+        if self._error is None and self._size > max_body:
+            self._too_large()
+
+    def _check_declared_length(self) -> None:
+        length = self.content_length
+        if length is not None and length > self.max_body:
+            self._fail(PayloadTooLarge(
+                f"request body is {length} bytes; the limit is {self.max_body}", code="request_too_large"
+            ))  # fmt: skip
+
+    def _too_large(self) -> None:
+        self._chunks.clear()
+        self._fail(PayloadTooLarge(
+            f"request body is over the limit of {self.max_body} bytes", code="request_too_large"
+        ))  # fmt: skip
 
     def discard(self) -> None:
         """The answer is sent: whatever of the body still arrives is dropped."""
@@ -308,3 +325,5 @@ class StreamResponse:
 
 
 AnyResponse = Response | StreamResponse
+#: What answers a request (a route's handler, or the dispatcher in front of them all).
+Handler: TypeAlias = Callable[[Request], Awaitable[AnyResponse]]
