@@ -11,17 +11,31 @@ from collections.abc import Iterator
 from sluice_bench.targets import Target
 
 
-def wait_log_written(target: Target, timeout: float = 120.0) -> None:
-    """Start a Sluice cell only once the previous cells' request records are written: a log
-    catching up on the gateway's core would be measured as this cell's latency."""
+def wait_log_written(target: Target, timeout: float = 120.0) -> tuple[int | None, float]:
+    """Wait until Sluice's request log holds no unwritten record; return the backlog found first and
+    the seconds it took to write it (0 for other targets).
+
+    Called after every Sluice cell, so a cell's throughput can be charged with writing its own log
+    (``rps_sustained``) and the next cell does not measure a log catching up on the gateway's core."""
     if not target.name.startswith("sluice"):
-        return
-    deadline = time.monotonic() + timeout
+        return None, 0.0
+    start = time.monotonic()
+    deadline = start + timeout
+    first: int | None = None
     zeros = 0  # several workers answer /readyz in turn: want every one of them at 0
+    drained_at = start
     while zeros < 4 and time.monotonic() < deadline:
         pending = log_pending(target)
-        zeros = zeros + 1 if pending == 0 else 0
-        time.sleep(0.1 if zeros else 0.25)
+        if first is None:
+            first = pending
+        if pending == 0:
+            if zeros == 0:
+                drained_at = time.monotonic()
+            zeros += 1
+        else:
+            zeros = 0
+        time.sleep(0.02 if zeros else 0.05)
+    return first, (drained_at - start) if first else 0.0
 
 
 def log_pending(target: Target) -> int | None:

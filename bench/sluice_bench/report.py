@@ -42,6 +42,8 @@ def per_target(runs: list[Run], targets: list[str], concurrency: list[int]) -> d
                 "rps_median": _median(rps),
                 "rps_min": min(rps),
                 "rps_max": max(rps),
+                # Sluice: requests / (cell + time its request log took to finish writing them).
+                "rps_sustained_median": _median(r.get("rps_sustained") for r in cell),
                 "p50_ms": _median(r["latency_ms"]["p50"] for r in cell),
                 "p99_ms": _median(r["latency_ms"]["p99"] for r in cell),
                 "errors": sum(r["error_total"] for r in cell),
@@ -95,7 +97,7 @@ def ratios(runs: list[Run], concurrency: list[int], added: dict[str, dict[str, A
             a = [r for r in _cell(runs, MAIN, c) if r["round"] == rnd]
             b = [r for r in _cell(runs, RIVAL, c) if r["round"] == rnd]
             if a and b:
-                row["rps"][str(c)] = _ratio(a[0]["rps"], b[0]["rps"])
+                row["rps"][str(c)] = _ratio(a[0].get("rps_sustained") or a[0]["rps"], b[0]["rps"])
         main = {x["round"]: x for x in added.get(MAIN, {}).get("per_round", [])}
         rival = {x["round"]: x for x in added.get(RIVAL, {}).get("per_round", [])}
         if rnd in main and rnd in rival:
@@ -136,9 +138,10 @@ def bar(summary: dict[str, Any], streaming: dict[str, Any], targets: dict[str, A
     added = summary["added_latency_c1"].get(MAIN, {})
     stream = streaming.get(MAIN, {}).get("concurrent", {})
     ttft = summary["ttft_overhead"].get(MAIN, {})
-    rps50 = main.get("50", {}).get("rps_median")
+    # Charged with writing its own request log (the lower figure), so a log left behind cannot help.
+    rps50 = main.get("50", {}).get("rps_sustained_median") or main.get("50", {}).get("rps_median")
     checks = [
-        _check("Sluice req/s at c=50 (1 process)", rps50, 5000, at_most=False),
+        _check("Sluice req/s at c=50 (1 process, request log written)", rps50, 5000, at_most=False),
         _check(
             "Sluice / LiteLLM req/s at c=50",
             _ratio(rps50, rival.get("50", {}).get("rps_median")),
@@ -255,6 +258,7 @@ def markdown(results: dict[str, Any]) -> str:
                     t,
                     int(c),
                     _f(s["rps_median"], 0),
+                    _f(s.get("rps_sustained_median"), 0),
                     _f(s["p50_ms"], 3),
                     _f(s["p99_ms"], 3),
                     s["errors"],
@@ -268,6 +272,7 @@ def markdown(results: dict[str, Any]) -> str:
             "target",
             "c",
             "req/s",
+            "req/s, log written",
             "p50 ms",
             "p99 ms",
             "errors",
@@ -423,7 +428,9 @@ def markdown(results: dict[str, Any]) -> str:
             "Sluice's request log was behind right after some cells (records queued in memory, written as the "
             "load eased: its thread runs at the lowest priority on the gateway's one core): "
             f"{len(behind)} of {sum(1 for r in results['runs'] if 'log_pending' in r)} cells, at most "
-            f"{worst['log_pending']:,} records ({worst['target']} c={worst['concurrency']} r{worst['round']})"
+            f"{worst['log_pending']:,} records ({worst['target']} c={worst['concurrency']} r{worst['round']}, "
+            f"written in {worst.get('log_drain_s', 0):.2f} s). Each cell waited for its log: "
+            "'req/s, log written' is requests / (cell + that wait), and CPU µs/req includes the writing"
         )
     if notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in notes]
