@@ -1,7 +1,9 @@
 """Lua scripts: the rules of :mod:`sluice.limits.window` on Redis sorted sets and hashes.
 
-Per rate key K: ``K:r`` zset (request log: id → time), ``K:t`` zset (token log) with ``K:tw`` hash
-(id → tokens, ``_sum``), ``K:c`` zset (concurrency leases: id → deadline).
+Per rate key K: ``K:r`` zset (request log in slices: slice id → time of its newest member) with
+``K:rw`` hash (slice id → requests, ``_sum``, ``_m``/``_s``: the open slice and its start), ``K:t``
+zset (token log: id → time) with ``K:tw`` hash (id → tokens, ``_sum``), ``K:c`` zset (concurrency
+leases: id → deadline). A request-log member without a weight counts 1 (the layout before slices).
 Per budget key B: ``B`` hash (``spent``, ``reserved``, ``r:<id>`` → reserved nano-dollars) and
 ``B:l`` zset (reservation leases: id → deadline).
 
@@ -54,27 +56,31 @@ local id = ARGV[2]
 local nrate, nbud = tonumber(ARGV[3]), tonumber(ARGV[4])
 local tokens, cost = tonumber(ARGV[5]), tonumber(ARGV[6])
 local lease, window = tonumber(ARGV[7]), tonumber(ARGV[8])
+local slice = tonumber(ARGV[9])
 local horizon = ts(now - window)
 
-local function purge_tokens(tk, tw)
+-- a weighted log: zset zk (member → time) and hash hk (member → weight, '_sum'); a member
+-- without a weight weighs dflt. Drops what left the window, returns the sum still in it.
+local function purge_log(zk, hk, dflt)
   while true do
-    local old = redis.call('ZRANGEBYSCORE', tk, '-inf', horizon, 'LIMIT', 0, 500)
+    local old = redis.call('ZRANGEBYSCORE', zk, '-inf', horizon, 'LIMIT', 0, 500)
     if #old == 0 then break end
-    local ws = redis.call('HMGET', tw, unpack(old))
+    local ws = redis.call('HMGET', hk, unpack(old))
     local freed = 0
-    for i = 1, #ws do freed = freed + (tonumber(ws[i]) or 0) end
-    redis.call('HDEL', tw, unpack(old))
-    redis.call('ZREM', tk, unpack(old))
-    if freed ~= 0 then redis.call('HINCRBY', tw, '_sum', int(-freed)) end
+    for i = 1, #ws do freed = freed + (tonumber(ws[i]) or dflt) end
+    redis.call('HDEL', hk, unpack(old))
+    redis.call('ZREM', zk, unpack(old))
+    if freed ~= 0 then redis.call('HINCRBY', hk, '_sum', int(-freed)) end
   end
-  return tonumber(redis.call('HGET', tw, '_sum')) or 0
+  return tonumber(redis.call('HGET', hk, '_sum')) or 0
 end
 
-local function token_wait(tk, tw, excess)
+-- seconds until excess weight has left the window
+local function log_wait(zk, hk, excess, dflt)
   local freed = 0
-  local e = redis.call('ZRANGE', tk, 0, 999, 'WITHSCORES')
+  local e = redis.call('ZRANGE', zk, 0, 999, 'WITHSCORES')
   for i = 1, #e, 2 do
-    freed = freed + (tonumber(redis.call('HGET', tw, e[i])) or 0)
+    freed = freed + (tonumber(redis.call('HGET', hk, e[i])) or dflt)
     if freed >= excess then return tonumber(e[i + 1]) + window - now end
   end
   return window
@@ -84,32 +90,33 @@ local function refuse(i, kind, wait, hard)
   return {0, i, kind, math.max(0, math.ceil(wait * 1000)), hard}
 end
 
-local a = 9
+local a = 10
 for i = 0, nrate - 1 do
-  local k = i * 4
+  local k = i * 5
   local rpm, tpm, conc = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   if rpm > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[k + 1], '-inf', horizon)
-    local n = redis.call('ZCARD', KEYS[k + 1])
-    if n + 1 > rpm then
-      local e = redis.call('ZRANGE', KEYS[k + 1], n - rpm, n - rpm, 'WITHSCORES')
-      return refuse(i, 1, tonumber(e[2]) + window - now, 0)
+    local rk, rw = KEYS[k + 1], KEYS[k + 2]
+    if redis.call('HEXISTS', rw, '_sum') == 0 then
+      local n = redis.call('ZCARD', rk)  -- one member per request, from before slices
+      if n > 0 then redis.call('HSET', rw, '_sum', n) end
     end
+    local n = purge_log(rk, rw, 1)
+    if n + 1 > rpm then return refuse(i, 1, log_wait(rk, rw, n + 1 - rpm, 1), 0) end
   end
   if tpm > 0 then
     if tokens > tpm then return refuse(i, 2, window, 1) end
-    local sum = purge_tokens(KEYS[k + 2], KEYS[k + 3])
+    local sum = purge_log(KEYS[k + 3], KEYS[k + 4], 0)
     if sum + tokens > tpm then
-      return refuse(i, 2, token_wait(KEYS[k + 2], KEYS[k + 3], sum + tokens - tpm), 0)
+      return refuse(i, 2, log_wait(KEYS[k + 3], KEYS[k + 4], sum + tokens - tpm, 0), 0)
     end
   end
   if conc > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[k + 4], '-inf', ts(now))
-    if redis.call('ZCARD', KEYS[k + 4]) >= conc then return refuse(i, 3, 1, 0) end
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 5], '-inf', ts(now))
+    if redis.call('ZCARD', KEYS[k + 5]) >= conc then return refuse(i, 3, 1, 0) end
   end
 end
-local b0 = nrate * 4
+local b0 = nrate * 5
 local bargs = a
 for j = 0, nbud - 1 do
   local limit = tonumber(ARGV[a])
@@ -123,32 +130,44 @@ for j = 0, nbud - 1 do
 end
 
 local out = {1}
-a = 9
+a = 10
 for i = 0, nrate - 1 do
-  local k = i * 4
+  local k = i * 5
   local rpm, tpm, conc = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   local rl, rr, tl, tr = -1, 0, -1, 0
   if rpm > 0 then
-    redis.call('ZADD', KEYS[k + 1], ts(now), id)
-    redis.call('PEXPIRE', KEYS[k + 1], int(window * 1000 + 1000))
-    rl = rpm - redis.call('ZCARD', KEYS[k + 1])
-    local e = redis.call('ZRANGE', KEYS[k + 1], 0, 0, 'WITHSCORES')
+    -- join the open slice (it takes the newest time, so it leaves with its last member), or open one
+    local rk, rw = KEYS[k + 1], KEYS[k + 2]
+    local open = redis.call('HMGET', rw, '_m', '_s')
+    local since = tonumber(open[2])
+    local at = open[1] and since and math.abs(now - since) < slice and redis.call('ZSCORE', rk, open[1])
+    if at then
+      if now > tonumber(at) then redis.call('ZADD', rk, ts(now), open[1]) end
+      redis.call('HINCRBY', rw, open[1], 1)
+    else
+      redis.call('ZADD', rk, ts(now), id)
+      redis.call('HSET', rw, id, 1, '_m', id, '_s', ts(now))
+    end
+    rl = rpm - redis.call('HINCRBY', rw, '_sum', 1)
+    redis.call('PEXPIRE', rk, int(window * 1000 + 1000))
+    redis.call('PEXPIRE', rw, int(window * 1000 + 1000))
+    local e = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
     rr = math.ceil((tonumber(e[2]) + window - now) * 1000)
   end
   if tpm > 0 then
-    redis.call('ZADD', KEYS[k + 2], ts(now), id)
-    redis.call('HSET', KEYS[k + 3], id, int(tokens))
-    local sum = redis.call('HINCRBY', KEYS[k + 3], '_sum', int(tokens))
-    redis.call('PEXPIRE', KEYS[k + 2], int(window * 1000 + 1000))
+    redis.call('ZADD', KEYS[k + 3], ts(now), id)
+    redis.call('HSET', KEYS[k + 4], id, int(tokens))
+    local sum = redis.call('HINCRBY', KEYS[k + 4], '_sum', int(tokens))
     redis.call('PEXPIRE', KEYS[k + 3], int(window * 1000 + 1000))
+    redis.call('PEXPIRE', KEYS[k + 4], int(window * 1000 + 1000))
     tl = tpm - sum
-    local e = redis.call('ZRANGE', KEYS[k + 2], 0, 0, 'WITHSCORES')
+    local e = redis.call('ZRANGE', KEYS[k + 3], 0, 0, 'WITHSCORES')
     tr = math.ceil((tonumber(e[2]) + window - now) * 1000)
   end
   if conc > 0 then
-    redis.call('ZADD', KEYS[k + 4], ts(now + lease), id)
-    redis.call('PEXPIRE', KEYS[k + 4], int(lease * 1000 + 1000))
+    redis.call('ZADD', KEYS[k + 5], ts(now + lease), id)
+    redis.call('PEXPIRE', KEYS[k + 5], int(lease * 1000 + 1000))
   end
   out[#out + 1] = rl
   out[#out + 1] = rr
@@ -177,19 +196,19 @@ local nrate, nbud = tonumber(ARGV[2]), tonumber(ARGV[3])
 local tokens, cost = tonumber(ARGV[4]), tonumber(ARGV[5])
 local a = 6
 for i = 0, nrate - 1 do
-  local k = i * 4
+  local k = i * 5
   if ARGV[a] == '1' then
-    local w = redis.call('HGET', KEYS[k + 3], id)
+    local w = redis.call('HGET', KEYS[k + 4], id)
     if w and tonumber(w) ~= tokens then
-      redis.call('HSET', KEYS[k + 3], id, int(tokens))
-      redis.call('HINCRBY', KEYS[k + 3], '_sum', int(tokens - tonumber(w)))
+      redis.call('HSET', KEYS[k + 4], id, int(tokens))
+      redis.call('HINCRBY', KEYS[k + 4], '_sum', int(tokens - tonumber(w)))
     end
   end
-  if ARGV[a + 1] == '1' then redis.call('ZREM', KEYS[k + 4], id) end
+  if ARGV[a + 1] == '1' then redis.call('ZREM', KEYS[k + 5], id) end
   a = a + 2
 end
 local out = {}
-local b0 = nrate * 4
+local b0 = nrate * 5
 for j = 0, nbud - 1 do
   local bk, lk = KEYS[b0 + j * 2 + 1], KEYS[b0 + j * 2 + 2]
   local r = redis.call('HGET', bk, 'r:' .. id)

@@ -35,6 +35,7 @@ from sluice.limits.model import (
     Verdict,
 )
 from sluice.limits.state import SpendListener
+from sluice.limits.window import RPM_SLICE_S
 
 log = logging.getLogger("sluice.limits")
 
@@ -44,8 +45,8 @@ _PENDING_MAX = 100_000
 _GRACE_S = 7 * 86400
 
 
-def _rate_keys(key: str) -> tuple[str, str, str, str]:
-    return f"{key}:r", f"{key}:t", f"{key}:tw", f"{key}:c"
+def _rate_keys(key: str) -> tuple[str, str, str, str, str]:
+    return f"{key}:r", f"{key}:rw", f"{key}:t", f"{key}:tw", f"{key}:c"
 
 
 def _ttl(bc: BudgetCheck, now: float) -> int:
@@ -122,6 +123,7 @@ class RedisState:
             adm.cost_nano,
             _num(adm.lease_s),
             _num(WINDOW_S),
+            _num(RPM_SLICE_S),
         ]
         for rc in adm.rates:
             keys.extend(_rate_keys(rc.key))
