@@ -90,6 +90,17 @@ def test_unknown_route_and_method_are_json(gateway: Gateway) -> None:
     assert r.status_code == 404 and "error" in r.json()
     r = httpx.get(gateway.base_url + "/v1/chat/completions")
     assert r.status_code == 405 and "error" in r.json()
+    assert r.headers["allow"] == "POST"
+
+
+def test_head_gets_what_get_would_without_the_body(gateway: Gateway) -> None:
+    """Load balancers and uptime checks probe with HEAD."""
+    got = httpx.get(gateway.base_url + "/healthz")
+    head = httpx.head(gateway.base_url + "/healthz")
+    assert head.status_code == got.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(got.content))
+    assert head.headers["content-type"] == got.headers["content-type"]
 
 
 @pytest.mark.parametrize(

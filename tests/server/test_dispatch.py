@@ -148,7 +148,7 @@ async def test_tables_are_merged(dispatcher: Dispatcher) -> None:
     assert (await call(merged, "POST", "/x"))[1]["route"] == "b-post"
     assert (await call(merged, "GET", "/y/1"))[1]["params"] == {"id": "1"}
     resp, _ = await call(merged, "PUT", "/x")
-    assert resp.headers["allow"] == "GET, POST"
+    assert resp.headers["allow"] == "GET, HEAD, POST"
 
 
 def test_decorators_register_and_return_the_handler() -> None:
@@ -192,10 +192,11 @@ async def test_unknown_path_is_404_json(dispatcher: Dispatcher) -> None:
 @pytest.mark.parametrize(
     ("method", "target", "allow"),
     [
-        ("POST", "/v1/models", "GET"),
-        ("DELETE", "/admin/keys", "GET, POST"),
+        ("POST", "/v1/models", "GET, HEAD"),
+        ("DELETE", "/admin/keys", "GET, HEAD, POST"),
         ("GET", "/admin/keys/k1", "DELETE"),
-        ("POST", "/v1/models/gpt-4o", "GET"),
+        ("HEAD", "/admin/keys/k1", "DELETE"),  # HEAD only where there is a GET
+        ("POST", "/v1/models/gpt-4o", "GET, HEAD"),
     ],
 )
 async def test_wrong_method_is_405_with_allow(
@@ -206,6 +207,13 @@ async def test_wrong_method_is_405_with_allow(
     assert resp.headers["allow"] == allow
     assert body["error"]["type"] == "invalid_request_error"
     assert body["error"]["message"] == f"method not allowed on this endpoint: {method} {target}"
+
+
+async def test_head_is_answered_by_the_get_handler(dispatcher: Dispatcher) -> None:
+    """The server leaves the body out (tested in test_protocol_lifecycle); the dispatcher picks GET's."""
+    resp, body = await call(dispatcher, "HEAD", "/v1/models/gpt-4o")
+    assert resp.status == 200
+    assert body["route"] == "get-model"
 
 
 # -- errors raised by handlers ------------------------------------------------------------------------
@@ -303,7 +311,7 @@ async def test_dispatcher_behind_the_server(serve) -> None:
     r = await c.response()
     assert (r.status, r.json()["params"]) == (200, {"model": "org/m+x"})
     r = await c.response()
-    assert (r.status, r.reason, r.header("allow")) == (405, "Method Not Allowed", "GET")
+    assert (r.status, r.reason, r.header("allow")) == (405, "Method Not Allowed", "GET, HEAD")
     r = await c.response()
     assert (r.status, r.reason) == (404, "Not Found")
     assert r.json()["error"]["message"] == "no such endpoint: GET /missing"

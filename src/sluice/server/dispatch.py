@@ -84,11 +84,15 @@ class Dispatcher:
         if methods is None:
             return _status_error(404, "not_found", f"no such endpoint: {request.method} {request.path}")
         handler = methods.get(request.method)
+        if handler is None and request.method == "HEAD":
+            # HEAD is GET without the body (RFC 9110 §9.3.2): the server sends the head only.
+            handler = methods.get("GET")
         if handler is None:
             resp = _status_error(
                 405, "bad_request", f"method not allowed on this endpoint: {request.method} {request.path}"
             )
-            resp.headers["allow"] = ", ".join(sorted(methods))
+            allowed = set(methods) | ({"HEAD"} if "GET" in methods else set())
+            resp.headers["allow"] = ", ".join(sorted(allowed))
             return resp
         try:
             return await handler(request)
