@@ -2,27 +2,31 @@
 
 ``submit`` is a non-blocking append. A background task flushes batches every ``flush_interval_s``
 (or as soon as a batch is full). When the database fails, records stay buffered and the flush is
-retried with backoff; beyond ``queue_size`` buffered records, and at shutdown if the database is
-still down, records are appended to a spool file (JSON lines) that is replayed on the next start.
-So no record is lost to an outage or a graceful shutdown.
+retried with backoff. Beyond ``queue_size`` buffered records (a long outage, or a log that cannot
+keep up), the oldest are appended to a spool file (JSON lines) by a thread, so the event loop never
+waits on the disk; once the buffer is written again the spool is replayed into the database in
+the background. At shutdown, what the database won't take is spooled too, and replayed at the
+next start. So no record is lost to an outage or a graceful shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import functools
 import logging
-import os
 from collections import deque
-from collections.abc import Iterable
 from pathlib import Path
 
+from sluice.store import spool
 from sluice.store.base import Store, StoreUnavailable
 from sluice.store.records import RequestRecord
 from sluice.store.rows import RequestRow, request_to_row
 
 log = logging.getLogger("sluice.store")
+
+#: After a spool write failed (disk full, permissions), overflow waits this long before trying again.
+SPILL_RETRY_S = 1.0
 
 
 class RecordWriter:
@@ -46,22 +50,55 @@ class RecordWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        #: The spill in flight (a thread appending to the spool) and how many rows it carries.
+        self._spill: asyncio.Future[None] | None = None
+        self._spilling = 0
+        self._spill_failed_at = float("-inf")
+        self._spooled_rows = False  # the spool may hold rows to replay
+        self._on_disk = 0  # rows this process spooled that are not replayed yet
         self.written = 0
         self.spooled = 0
+        self.replayed = 0
 
     def submit(self, record: RequestRecord) -> None:
         self._buf.append(request_to_row(record))
-        if len(self._buf) >= self._batch:
+        n = len(self._buf)
+        if n >= self._batch:
             self._wake.set()
-        if len(self._buf) > self._limit:
-            self._spill(self._buf.popleft() for _ in range(len(self._buf) - self._limit))
+        if n > self._limit and self._spill is None:
+            self._start_spill(n)
 
     @property
     def pending(self) -> int:
-        return len(self._buf)
+        """Records this process has not written to the database yet: buffered, being spooled, or
+        spooled and not replayed yet (a spool left by an earlier run is not counted)."""
+        return len(self._buf) + self._spilling + self._on_disk
+
+    def _start_spill(self, n: int) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._spill_failed_at < SPILL_RETRY_S:
+            return
+        # Everything over the limit, at least a batch: one thread hand-off per batch, not per record.
+        rows = [self._buf.popleft() for _ in range(min(n, max(n - self._limit, self._batch)))]
+        self._spilling = len(rows)
+        self._spill = loop.run_in_executor(None, spool.append, self._spool, rows)
+        self._spill.add_done_callback(functools.partial(self._spilled, rows))
+
+    def _spilled(self, rows: list[RequestRow], fut: asyncio.Future[None]) -> None:
+        self._spill, self._spilling = None, 0
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is None and not fut.cancelled():
+            self.spooled += len(rows)
+            self._on_disk += len(rows)
+            self._spooled_rows = True
+            return
+        # Not on disk: back to the front of the buffer, in order; retried after a pause.
+        self._buf.extendleft(reversed(rows))
+        self._spill_failed_at = asyncio.get_running_loop().time()
+        log.error("request log: cannot write the spool (%s); %d records held in memory", exc, len(self._buf))
 
     async def start(self) -> None:
-        await self._replay_spool()
+        self._spooled_rows = self._spool.exists() or spool.replay_path(self._spool).exists()
         self._task = asyncio.create_task(self._run(), name="sluice-record-writer")
 
     async def flush(self) -> None:
@@ -76,17 +113,51 @@ class RecordWriter:
             self.written += len(batch)
 
     async def _run(self) -> None:
-        backoff = self._interval
+        backoff = 0.0 if self._spooled_rows else self._interval  # a spool left by the last run: now
         while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             self._wake.clear()
             try:
                 await self.flush()
+                if self._spooled_rows and self._spill is None and not self._closing:
+                    await self._replay()
                 backoff = self._interval
             except StoreUnavailable as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
                 log.warning("request log: store unavailable, %d records buffered (%s)", len(self._buf), exc)
+
+    async def _replay(self) -> None:
+        """Insert the spool's rows (caught up: the buffer was just written), a batch at a time,
+        off the loop for the file; the buffer's new rows are written in between."""
+        loop = asyncio.get_running_loop()
+        path = await loop.run_in_executor(None, spool.claim, self._spool)
+        if path is None:
+            self._spooled_rows = False
+            return
+        batches = spool.read_batches(path, self._batch)
+        count = 0
+        try:
+            while not self._closing:
+                batch = await loop.run_in_executor(None, next, batches, None)
+                if batch is None:
+                    break
+                # Inserts ignore ids already present, so a replay cut short is safe to repeat.
+                await self._store.insert_requests(batch)
+                count += len(batch)
+                self._on_disk = max(0, self._on_disk - len(batch))
+                if len(self._buf) >= self._batch:
+                    await self.flush()
+            else:
+                return  # shutting down: the rest stays in the file for the next start
+        finally:
+            self.replayed += count
+            await loop.run_in_executor(None, batches.close)
+        await loop.run_in_executor(None, path.unlink)
+        self._spooled_rows = await loop.run_in_executor(None, self._spool.exists)
+        if not self._spooled_rows and self._spill is None:
+            self._on_disk = 0
+        log.info("request log: replayed %d spooled records", count)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Stop the task and write what is left; spool to disk whatever the database won't take."""
@@ -94,36 +165,15 @@ class RecordWriter:
         self._wake.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._spill is not None:
+            await asyncio.gather(self._spill, return_exceptions=True)
+            await asyncio.sleep(0)  # let its done-callback run
         try:
             await asyncio.wait_for(self.flush(), timeout=timeout_s)
         except (StoreUnavailable, TimeoutError) as exc:
             log.error(
                 "request log: store unavailable at shutdown, spooling %d records (%s)", len(self._buf), exc
             )
-            self._spill(list(self._buf))
+            spool.append(self._spool, list(self._buf))
+            self.spooled += len(self._buf)
             self._buf.clear()
-
-    def _spill(self, rows: Iterable[RequestRow]) -> None:
-        lines = [json.dumps(list(r)) for r in rows]
-        if not lines:
-            return
-        self._spool.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        self.spooled += len(lines)
-
-    async def _replay_spool(self) -> None:
-        if not self._spool.exists():
-            return
-        with self._spool.open(encoding="utf-8") as f:
-            records = [tuple(json.loads(line)) for line in f if line.strip()]
-        try:
-            for i in range(0, len(records), self._batch):
-                # Inserts ignore ids already present, so a replay cut short is safe to repeat.
-                await self._store.insert_requests(records[i : i + self._batch])
-        except StoreUnavailable as exc:
-            log.warning("request log: spool kept for the next start, store unavailable (%s)", exc)
-            return
-        self._spool.unlink()
-        log.info("request log: replayed %d spooled records", len(records))

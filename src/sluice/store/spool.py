@@ -1,0 +1,60 @@
+"""The request log's spool file: JSON lines of rows the database could not take in time.
+
+Blocking file work, so the writer runs it off the event loop (in a thread), except at shutdown.
+Rows are appended to ``<spool>``; a replay first renames it to ``<spool>.replay`` (atomic), so rows
+spilled meanwhile start a new file and no row is read twice or skipped. A ``.replay`` file left
+by a replay that was cut short is replayed first (inserts ignore ids already present).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Generator, Sequence
+from pathlib import Path
+
+from sluice.store.rows import RequestRow
+
+_lock = threading.Lock()  # appends from a spill thread and from shutdown never interleave
+
+
+def append(path: Path, rows: Sequence[RequestRow]) -> None:
+    if not rows:
+        return
+    text = "".join(json.dumps(list(r)) + "\n" for r in rows)
+    with _lock:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(text)
+
+
+def replay_path(path: Path) -> Path:
+    return path.with_name(path.name + ".replay")
+
+
+def claim(path: Path) -> Path | None:
+    """The file to replay now: an unfinished replay, else the spool renamed; None when empty."""
+    taken = replay_path(path)
+    if taken.exists():
+        return taken
+    with _lock:
+        try:
+            path.rename(taken)
+        except FileNotFoundError:
+            return None
+    return taken
+
+
+def read_batches(path: Path, size: int) -> Generator[list[RequestRow], None, None]:
+    with path.open(encoding="utf-8") as f:
+        batch: list[RequestRow] = []
+        for line in f:
+            if line.strip():
+                batch.append(tuple(json.loads(line)))
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
