@@ -10,6 +10,7 @@ import pytest
 from sluice.config.limits import BudgetConfig, LimitsConfig, RateLimitConfig
 from sluice.errors import RateLimited
 from sluice.limits import BudgetAlert, Level
+from sluice.limits.window import RPM_SLICE_S
 
 D = Decimal
 
@@ -39,10 +40,14 @@ async def test_rpm_exact_and_sliding(make_limiter, clock):
         await lim.admit([lv], tokens=1)
     e = err.value
     assert "team billing: 3 requests/min" in e.message
-    # The oldest admission (t=0) leaves the window at t=60; now is t=30.
-    assert e.retry_after == pytest.approx(30, abs=0.01)
+    # The oldest admission (t=0, in a slice dated at its end, t=0.05) leaves the window at
+    # t=60.05; now is t=30.
+    assert e.retry_after == pytest.approx(30 + RPM_SLICE_S, abs=0.01)
     assert e.headers["x-ratelimit-remaining-requests"] == "0"
-    clock.advance(30)  # t=60: the first one has left the window, the others have not
+    clock.advance(29.9)
+    with pytest.raises(RateLimited):  # never early
+        await lim.admit([lv], tokens=1)
+    clock.advance(0.15)  # t=60.05: the first one has left the window, the others have not
     await lim.admit([lv], tokens=1)
     with pytest.raises(RateLimited):
         await lim.admit([lv], tokens=1)

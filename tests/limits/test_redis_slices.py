@@ -83,7 +83,7 @@ async def test_one_entry_per_slice_not_per_request(prefix: str) -> None:
             clock.advance(0.001)
         key = lim.rate_key(level)
         assert await r.zcard(f"{key}:r") <= 2 / RPM_SLICE_S + 1
-        assert int(await r.hget(f"{key}:rw", "_sum")) == 2_000
+        assert int(await r.hget(f"{key}:rs", "n")) == 2_000
         ticket = await lim.admit([level], tokens=1)
         assert ticket.headers["x-ratelimit-remaining-requests"] == str(1_000_000 - 2_001)
         clock.advance(WINDOW_S + 1)  # everything has left the window
@@ -113,7 +113,7 @@ async def test_log_written_before_slices_still_counts(prefix: str) -> None:
         assert err.value.retry_after == pytest.approx(30, abs=0.01)  # old-a leaves at t+30
         clock.advance(30.5)
         lim.settle(await lim.admit([level], tokens=1), tokens=1)
-        assert int(await r.hget(f"{key}:rw", "_sum")) == 3
+        assert int(await r.hget(f"{key}:rs", "n")) == 3
     finally:
         await state.close()
         await r.aclose()

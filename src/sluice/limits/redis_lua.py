@@ -1,9 +1,11 @@
 """Lua scripts: the rules of :mod:`sluice.limits.window` on Redis sorted sets and hashes.
 
-Per rate key K: ``K:r`` zset (request log in slices: slice id → time of its newest member) with
-``K:rw`` hash (slice id → requests, ``_sum``, ``_m``/``_s``: the open slice and its start), ``K:t``
-zset (token log: id → time) with ``K:tw`` hash (id → tokens, ``_sum``), ``K:c`` zset (concurrency
-leases: id → deadline). A request-log member without a weight counts 1 (the layout before slices).
+Per rate key K: the request log in slices: ``K:r`` zset (slice id → the slice's end, which no
+member is later than; never rewritten), ``K:rw`` hash (closed slice id → requests) and ``K:rs``
+hash (``n`` requests in the window; the open slice: ``m`` id, ``s`` start, ``c`` requests), so
+joining a slice is one small HSET; a member with no weight counts 1 (the log before slices). ``K:t`` zset
+(token log: id → time) with ``K:tw`` hash (id → tokens, ``_sum``); ``K:c`` zset (concurrency
+leases: id → deadline).
 Per budget key B: ``B`` hash (``spent``, ``reserved``, ``r:<id>`` → reserved nano-dollars) and
 ``B:l`` zset (reservation leases: id → deadline).
 
@@ -86,37 +88,76 @@ local function log_wait(zk, hk, excess, dflt)
   return window
 end
 
+-- the request log: a member's weight is its closed count, the open slice's count, or 1
+local function req_weight(w, member, open, openc)
+  return tonumber(w) or (member == open and tonumber(openc)) or 1
+end
+
+local function purge_requests(rk, rw, open, openc)
+  local freed, open_left = 0, false
+  while true do
+    local old = redis.call('ZRANGEBYSCORE', rk, '-inf', horizon, 'LIMIT', 0, 500)
+    if #old == 0 then break end
+    local ws = redis.call('HMGET', rw, unpack(old))
+    for i = 1, #old do
+      freed = freed + req_weight(ws[i], old[i], open, openc)
+      if old[i] == open then open_left = true end
+    end
+    redis.call('HDEL', rw, unpack(old))
+    redis.call('ZREM', rk, unpack(old))
+  end
+  return freed, open_left
+end
+
+local function request_wait(rk, rw, open, openc, excess)
+  local freed = 0
+  local e = redis.call('ZRANGE', rk, 0, 999, 'WITHSCORES')
+  for i = 1, #e, 2 do
+    freed = freed + req_weight(redis.call('HGET', rw, e[i]), e[i], open, openc)
+    if freed >= excess then return tonumber(e[i + 1]) + window - now end
+  end
+  return window
+end
+
 local function refuse(i, kind, wait, hard)
   return {0, i, kind, math.max(0, math.ceil(wait * 1000)), hard}
 end
 
+local rpm_seen = {}  -- per level: what the check read, for the admission to reuse
 local a = 10
 for i = 0, nrate - 1 do
-  local k = i * 5
+  local k = i * 6
   local rpm, tpm, conc = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   if rpm > 0 then
-    local rk, rw = KEYS[k + 1], KEYS[k + 2]
-    if redis.call('HEXISTS', rw, '_sum') == 0 then
-      local n = redis.call('ZCARD', rk)  -- one member per request, from before slices
-      if n > 0 then redis.call('HSET', rw, '_sum', n) end
+    -- the common case is 3 calls in all: HMGET and ZRANGE here, HSET below
+    local rk, rw, rs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+    local st = redis.call('HMGET', rs, 'n', 'm', 's', 'c')
+    local n = tonumber(st[1]) or redis.call('ZCARD', rk)  -- ZCARD: new, or a member per request
+    local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+    if oldest[2] and tonumber(oldest[2]) <= tonumber(horizon) then
+      local freed, open_left = purge_requests(rk, rw, st[2], st[4])
+      n = math.max(0, n - freed)
+      if open_left then st[2] = false end
+      redis.call('HSET', rs, 'n', n)
+      oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
     end
-    local n = purge_log(rk, rw, 1)
-    if n + 1 > rpm then return refuse(i, 1, log_wait(rk, rw, n + 1 - rpm, 1), 0) end
+    if n + 1 > rpm then return refuse(i, 1, request_wait(rk, rw, st[2], st[4], n + 1 - rpm), 0) end
+    rpm_seen[i] = {st, n, oldest}
   end
   if tpm > 0 then
     if tokens > tpm then return refuse(i, 2, window, 1) end
-    local sum = purge_log(KEYS[k + 3], KEYS[k + 4], 0)
+    local sum = purge_log(KEYS[k + 4], KEYS[k + 5], 0)
     if sum + tokens > tpm then
-      return refuse(i, 2, log_wait(KEYS[k + 3], KEYS[k + 4], sum + tokens - tpm, 0), 0)
+      return refuse(i, 2, log_wait(KEYS[k + 4], KEYS[k + 5], sum + tokens - tpm, 0), 0)
     end
   end
   if conc > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[k + 5], '-inf', ts(now))
-    if redis.call('ZCARD', KEYS[k + 5]) >= conc then return refuse(i, 3, 1, 0) end
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 6], '-inf', ts(now))
+    if redis.call('ZCARD', KEYS[k + 6]) >= conc then return refuse(i, 3, 1, 0) end
   end
 end
-local b0 = nrate * 5
+local b0 = nrate * 6
 local bargs = a
 for j = 0, nbud - 1 do
   local limit = tonumber(ARGV[a])
@@ -132,42 +173,47 @@ end
 local out = {1}
 a = 10
 for i = 0, nrate - 1 do
-  local k = i * 5
+  local k = i * 6
   local rpm, tpm, conc = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   local rl, rr, tl, tr = -1, 0, -1, 0
   if rpm > 0 then
-    -- join the open slice (it takes the newest time, so it leaves with its last member), or open one
-    local rk, rw = KEYS[k + 1], KEYS[k + 2]
-    local open = redis.call('HMGET', rw, '_m', '_s')
-    local since = tonumber(open[2])
-    local at = open[1] and since and math.abs(now - since) < slice and redis.call('ZSCORE', rk, open[1])
-    if at then
-      if now > tonumber(at) then redis.call('ZADD', rk, ts(now), open[1]) end
-      redis.call('HINCRBY', rw, open[1], 1)
+    -- Join the open slice, or close it (its count goes to K:rw) and open one, dated at its end.
+    -- A slice opened less than a slice ago is still in the window.
+    local rk, rw, rs = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+    local st, n, oldest = rpm_seen[i][1], rpm_seen[i][2], rpm_seen[i][3]
+    local open, since = st[2], tonumber(st[3])
+    local first
+    if open and since and math.abs(now - since) < slice then
+      redis.call('HSET', rs, 'n', n + 1, 'c', (tonumber(st[4]) or 0) + 1)
+      first = since + slice
     else
-      redis.call('ZADD', rk, ts(now), id)
-      redis.call('HSET', rw, id, 1, '_m', id, '_s', ts(now))
+      if open then redis.call('HSET', rw, open, tonumber(st[4]) or 0) end
+      open, first = id, now + slice
+      redis.call('ZADD', rk, ts(first), id)
+      redis.call('HSET', rs, 'n', n + 1, 'm', id, 's', ts(now), 'c', 1)
+      -- expiry moves with each new slice, which leaves the window before the keys expire
+      for _, key in ipairs({rk, rw, rs}) do
+        redis.call('PEXPIRE', key, int((window + slice) * 1000 + 1000))
+      end
     end
-    rl = rpm - redis.call('HINCRBY', rw, '_sum', 1)
-    redis.call('PEXPIRE', rk, int(window * 1000 + 1000))
-    redis.call('PEXPIRE', rw, int(window * 1000 + 1000))
-    local e = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
-    rr = math.ceil((tonumber(e[2]) + window - now) * 1000)
+    rl = rpm - (n + 1)
+    if oldest[1] and oldest[1] ~= open then first = tonumber(oldest[2]) end
+    rr = math.ceil((first + window - now) * 1000)
   end
   if tpm > 0 then
-    redis.call('ZADD', KEYS[k + 3], ts(now), id)
-    redis.call('HSET', KEYS[k + 4], id, int(tokens))
-    local sum = redis.call('HINCRBY', KEYS[k + 4], '_sum', int(tokens))
-    redis.call('PEXPIRE', KEYS[k + 3], int(window * 1000 + 1000))
+    redis.call('ZADD', KEYS[k + 4], ts(now), id)
+    redis.call('HSET', KEYS[k + 5], id, int(tokens))
+    local sum = redis.call('HINCRBY', KEYS[k + 5], '_sum', int(tokens))
     redis.call('PEXPIRE', KEYS[k + 4], int(window * 1000 + 1000))
+    redis.call('PEXPIRE', KEYS[k + 5], int(window * 1000 + 1000))
     tl = tpm - sum
-    local e = redis.call('ZRANGE', KEYS[k + 3], 0, 0, 'WITHSCORES')
+    local e = redis.call('ZRANGE', KEYS[k + 4], 0, 0, 'WITHSCORES')
     tr = math.ceil((tonumber(e[2]) + window - now) * 1000)
   end
   if conc > 0 then
-    redis.call('ZADD', KEYS[k + 5], ts(now + lease), id)
-    redis.call('PEXPIRE', KEYS[k + 5], int(lease * 1000 + 1000))
+    redis.call('ZADD', KEYS[k + 6], ts(now + lease), id)
+    redis.call('PEXPIRE', KEYS[k + 6], int(lease * 1000 + 1000))
   end
   out[#out + 1] = rl
   out[#out + 1] = rr
@@ -196,19 +242,19 @@ local nrate, nbud = tonumber(ARGV[2]), tonumber(ARGV[3])
 local tokens, cost = tonumber(ARGV[4]), tonumber(ARGV[5])
 local a = 6
 for i = 0, nrate - 1 do
-  local k = i * 5
+  local k = i * 6
   if ARGV[a] == '1' then
-    local w = redis.call('HGET', KEYS[k + 4], id)
+    local w = redis.call('HGET', KEYS[k + 5], id)
     if w and tonumber(w) ~= tokens then
-      redis.call('HSET', KEYS[k + 4], id, int(tokens))
-      redis.call('HINCRBY', KEYS[k + 4], '_sum', int(tokens - tonumber(w)))
+      redis.call('HSET', KEYS[k + 5], id, int(tokens))
+      redis.call('HINCRBY', KEYS[k + 5], '_sum', int(tokens - tonumber(w)))
     end
   end
-  if ARGV[a + 1] == '1' then redis.call('ZREM', KEYS[k + 5], id) end
+  if ARGV[a + 1] == '1' then redis.call('ZREM', KEYS[k + 6], id) end
   a = a + 2
 end
 local out = {}
-local b0 = nrate * 5
+local b0 = nrate * 6
 for j = 0, nbud - 1 do
   local bk, lk = KEYS[b0 + j * 2 + 1], KEYS[b0 + j * 2 + 2]
   local r = redis.call('HGET', bk, 'r:' .. id)

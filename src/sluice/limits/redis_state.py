@@ -45,8 +45,8 @@ _PENDING_MAX = 100_000
 _GRACE_S = 7 * 86400
 
 
-def _rate_keys(key: str) -> tuple[str, str, str, str, str]:
-    return f"{key}:r", f"{key}:rw", f"{key}:t", f"{key}:tw", f"{key}:c"
+def _rate_keys(key: str) -> tuple[str, ...]:
+    return f"{key}:r", f"{key}:rw", f"{key}:rs", f"{key}:t", f"{key}:tw", f"{key}:c"
 
 
 def _ttl(bc: BudgetCheck, now: float) -> int:

@@ -4,7 +4,8 @@
   requests, tokens for tokens/min). "100 requests/min" means no 60-second span ever holds more
   than 100 admissions, with no burst at window edges. A weight can be corrected after the fact (a
   token reservation settled to real usage). Requests/min logs coalesce admissions into 50 ms
-  slices that leave with their newest member: never over the limit, at most 50 ms stricter.
+  slices dated at their end, so a slice never leaves before any of its members: never over the
+  limit, at most 50 ms stricter.
 * :class:`Leases` — holders of a resource with an amount and a deadline: concurrency slots (amount
   1) and budget reservations (amount in nano-dollars). A holder that vanishes without releasing
   (crashed process) is dropped at its deadline. Deadlines are ``now + lease`` with one lease
@@ -51,17 +52,17 @@ class SlidingLog:
 
     def add_count(self, now: float, weight: int, slice_s: float) -> None:
         """For a log that is never corrected (requests/min): admissions less than ``slice_s``
-        after the newest entry began join it, and the entry takes the newest time, so it leaves
-        the window only when its last member does (never early: the limit is never exceeded).
-        Memory is one entry per slice, not one per request (a high limit at thousands of
-        requests a second would otherwise hold every one of them for a minute)."""
+        after the newest entry began join it. The entry is dated at the slice's end, which no
+        member is later than, so it leaves the window no earlier than its last member (the limit
+        is never exceeded) and at most ``slice_s`` later. Memory is one entry per slice, not one
+        per request (a high limit at thousands of requests a second would otherwise hold every
+        one of them for a minute); the Redis script never rewrites a slice's date either."""
         entries = self.entries
-        if entries and now - self.slice_start < slice_s:
+        if entries and abs(now - self.slice_start) < slice_s:
             last = entries[-1]
-            last[0] = now
             last[1] = int(last[1]) + weight
         else:
-            entries.append([now, weight, ""])
+            entries.append([now + slice_s, weight, ""])
             self.slice_start = now
         self.total += weight
 
