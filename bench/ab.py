@@ -2,8 +2,10 @@
 
 OLD_SRC is the ``src`` directory of another checkout (``git worktree add /tmp/old <commit>``).
 Both builds run the bench's Sluice configuration against one nginx upstream, pinned like the full
-run; cells alternate (c=50, then c=1; old, then new) with the other build frozen, so the machine's
-drift hits both alike. Prints each cell and the medians. Never part of the test run.
+run; cells alternate (each concurrency in ``AB_CONCURRENCY``, default ``50,1``; old, then new) with
+the other build frozen, so the machine's drift hits both alike. Like the full run, each cell ends
+once its request log is written and is charged with that wait (req/s) and its CPU. Prints each
+cell and the medians. Never part of the test run.
 """
 
 from __future__ import annotations
@@ -43,14 +45,15 @@ def main(old_src: str, rounds: int) -> None:
     body.write_bytes(payloads.chat_request())
     cells: dict[tuple[str, int], list[Cell]] = {}
     try:
+        conc = [int(c) for c in os.environ.get("AB_CONCURRENCY", "50,1").split(",")]
         for rnd in range(rounds):
-            for c in (50, 1):
+            for c in conc:
                 for name, target in targets.items():
                     cell = _cell(target, [t for n, t in targets.items() if n != name], body, c, pin)
                     cells.setdefault((name, c), []).append(cell)
                     print(f"round {rnd} c={c} {name}: {cell[0]:,.0f} req/s p50 {cell[1]:.3f} ms "
                           f"p99 {cell[2]:.3f} ms CPU {cell[3]:.0f} µs/req", flush=True)  # fmt: skip
-        for c in (50, 1):
+        for c in conc:
             old, new = cells[("old", c)], cells[("new", c)]
             med = [
                 (statistics.median(x[i] for x in old), statistics.median(x[i] for x in new)) for i in range(4)
@@ -73,12 +76,14 @@ def _cell(target: Target, others: list[Target], body: Path, c: int, pin: Pinning
             url=target.url("chat"), body_file=body, key=target.key, concurrency=c, duration_s=6
         )
         res = loadgen.run(spec, tool="wrk", pinning=pin)
+        _, drain_s = wait_log_written(target)  # this cell's own records: charged to it
         cpu = cpu_seconds(target.pids()) - cpu0
     finally:
         for o in others:
             o.pause(False)
     j = res.to_json()
-    return j["rps"], j["latency_ms"]["p50"], j["latency_ms"]["p99"], cpu * 1e6 / max(1, j["requests"])
+    rps = j["requests"] / (res.duration_s + drain_s) if res.duration_s else 0.0
+    return rps, j["latency_ms"]["p50"], j["latency_ms"]["p99"], cpu * 1e6 / max(1, j["requests"])
 
 
 if __name__ == "__main__":
