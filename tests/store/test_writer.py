@@ -143,3 +143,24 @@ async def test_a_replay_cut_short_is_finished_at_the_next_start(tmp_path: Path) 
     assert await store.count_requests() == 9
     await writer.close()
     await store.close()
+
+
+async def test_a_torn_spool_line_is_skipped_not_fatal(tmp_path: Path) -> None:
+    """A writer killed mid-append leaves a partial last line: the rest is replayed, and the
+    writer keeps writing new records."""
+    spool_file = tmp_path / "spool.jsonl"
+    spool.append(spool_file, [request_to_row(_rec(i)) for i in range(3)])
+    with spool_file.open("a", encoding="utf-8") as f:
+        f.write('["r9", 17')  # torn
+    store = SQLiteStore(str(tmp_path / "w.db"))
+    await store.open()
+    writer = RecordWriter(store, spool_file, flush_interval_s=0.01, batch_size=2)
+    await writer.start()
+    await _until(lambda: writer.replayed == 3)
+    await _until(lambda: not spool_file.exists() and not spool.replay_path(spool_file).exists())
+    writer.submit(_rec(10))
+    writer.submit(_rec(11))
+    await _until(lambda: writer.written == 2)
+    assert await store.count_requests() == 5
+    await writer.close()
+    await store.close()

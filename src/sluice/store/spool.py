@@ -9,6 +9,7 @@ by a replay that was cut short is replayed first (inserts ignore ids already pre
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Generator, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from sluice.store.rows import RequestRow
 
+log = logging.getLogger("sluice.store")
 _lock = threading.Lock()  # appends from a spill thread and from shutdown never interleave
 
 
@@ -48,13 +50,27 @@ def claim(path: Path) -> Path | None:
 
 
 def read_batches(path: Path, size: int) -> Generator[list[RequestRow], None, None]:
-    with path.open(encoding="utf-8") as f:
+    """The file's rows, ``size`` at a time. A line that is not a row (the last line of a file
+    whose writer was killed mid-append) is skipped and logged, not allowed to stop the replay."""
+    bad = 0
+    with path.open(encoding="utf-8", errors="replace") as f:
         batch: list[RequestRow] = []
         for line in f:
-            if line.strip():
-                batch.append(tuple(json.loads(line)))
-                if len(batch) >= size:
-                    yield batch
-                    batch = []
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                bad += 1
+                continue
+            if not isinstance(row, list):
+                bad += 1
+                continue
+            batch.append(tuple(row))
+            if len(batch) >= size:
+                yield batch
+                batch = []
         if batch:
             yield batch
+    if bad:
+        log.error("request log: %d unreadable line(s) skipped in %s", bad, path)

@@ -126,6 +126,9 @@ class RecordWriter:
             except StoreUnavailable as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
                 log.warning("request log: store unavailable, %d records buffered (%s)", len(self._buf), exc)
+            except Exception:  # the spool file (permissions, a broken disk): never stop the writer
+                log.exception("request log: cannot replay the spool; it is kept for the next start")
+                self._spooled_rows = False
 
     async def _replay(self) -> None:
         """Insert the spool's rows (caught up: the buffer was just written), a batch at a time,
