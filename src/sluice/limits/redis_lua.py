@@ -61,28 +61,27 @@ local lease, window = tonumber(ARGV[7]), tonumber(ARGV[8])
 local slice = tonumber(ARGV[9])
 local horizon = ts(now - window)
 
--- a weighted log: zset zk (member → time) and hash hk (member → weight, '_sum'); a member
--- without a weight weighs dflt. Drops what left the window, returns the sum still in it.
-local function purge_log(zk, hk, dflt)
+-- the token log: drops what left the window, returns the tokens still in it
+local function purge_tokens(tk, tw)
   while true do
-    local old = redis.call('ZRANGEBYSCORE', zk, '-inf', horizon, 'LIMIT', 0, 500)
+    local old = redis.call('ZRANGEBYSCORE', tk, '-inf', horizon, 'LIMIT', 0, 500)
     if #old == 0 then break end
-    local ws = redis.call('HMGET', hk, unpack(old))
+    local ws = redis.call('HMGET', tw, unpack(old))
     local freed = 0
-    for i = 1, #ws do freed = freed + (tonumber(ws[i]) or dflt) end
-    redis.call('HDEL', hk, unpack(old))
-    redis.call('ZREM', zk, unpack(old))
-    if freed ~= 0 then redis.call('HINCRBY', hk, '_sum', int(-freed)) end
+    for i = 1, #ws do freed = freed + (tonumber(ws[i]) or 0) end
+    redis.call('HDEL', tw, unpack(old))
+    redis.call('ZREM', tk, unpack(old))
+    if freed ~= 0 then redis.call('HINCRBY', tw, '_sum', int(-freed)) end
   end
-  return tonumber(redis.call('HGET', hk, '_sum')) or 0
+  return tonumber(redis.call('HGET', tw, '_sum')) or 0
 end
 
--- seconds until excess weight has left the window
-local function log_wait(zk, hk, excess, dflt)
+-- seconds until excess tokens have left the window
+local function token_wait(tk, tw, excess)
   local freed = 0
-  local e = redis.call('ZRANGE', zk, 0, 999, 'WITHSCORES')
+  local e = redis.call('ZRANGE', tk, 0, 999, 'WITHSCORES')
   for i = 1, #e, 2 do
-    freed = freed + (tonumber(redis.call('HGET', hk, e[i])) or dflt)
+    freed = freed + (tonumber(redis.call('HGET', tw, e[i])) or 0)
     if freed >= excess then return tonumber(e[i + 1]) + window - now end
   end
   return window
@@ -147,9 +146,9 @@ for i = 0, nrate - 1 do
   end
   if tpm > 0 then
     if tokens > tpm then return refuse(i, 2, window, 1) end
-    local sum = purge_log(KEYS[k + 4], KEYS[k + 5], 0)
+    local sum = purge_tokens(KEYS[k + 4], KEYS[k + 5])
     if sum + tokens > tpm then
-      return refuse(i, 2, log_wait(KEYS[k + 4], KEYS[k + 5], sum + tokens - tpm, 0), 0)
+      return refuse(i, 2, token_wait(KEYS[k + 4], KEYS[k + 5], sum + tokens - tpm), 0)
     end
   end
   if conc > 0 then

@@ -132,8 +132,9 @@ class Quotas:
             levels.append(Level("key", p.key_id, rate=key.rate, budget=key.budget, display=p.name))
         if len(self._principal_levels) >= _MAX_CACHED:
             self._principal_levels.clear()
-        self._principal_levels[p.key_id] = (p, tuple(levels))
-        return tuple(levels)
+        made = tuple(levels)
+        self._principal_levels[p.key_id] = (p, made)
+        return made
 
     # ------------------------------------------------------------------ planning
 

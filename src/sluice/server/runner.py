@@ -80,11 +80,11 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
             services, dispatcher(), max_body=server_cfg.max_body_bytes,
             keepalive_s=server_cfg.keepalive_timeout_s, slow_client_s=server_cfg.client_timeout_s,
         )  # fmt: skip
+        _freeze_startup_objects()  # before the first connection: nothing of a request is frozen
         server = await loop.create_server(
             lambda: HttpProtocol(state), host, port, reuse_port=reuse_port, backlog=2048
         )
         sweeper = loop.create_task(_sweep(state))
-        _freeze_startup_objects()
         log.info("sluice listening on http://%s:%d (pid %d)", host, port, os.getpid())
         try:
             await stop.wait()
