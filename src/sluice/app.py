@@ -20,12 +20,12 @@ from sluice.limits.model import LevelLimits
 from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache, make_authorize_middleware
-from sluice.pipeline.context import RequestContext, Result
 from sluice.pipeline.core import compose
 from sluice.pipeline.quotas import Quotas
 from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
+from sluice.schema.context import RequestContext, Result
 from sluice.server import admin_routes, anthropic_routes, openai_routes
 from sluice.server.dispatch import Dispatcher
 from sluice.server.services import Services

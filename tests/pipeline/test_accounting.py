@@ -10,7 +10,6 @@ import pytest
 
 from sluice.errors import ProviderError
 from sluice.pipeline.accounting import CLIENT_CLOSED, Accounting
-from sluice.pipeline.context import ChunkStream, Principal, RequestContext, Result
 from sluice.pricing import PriceBook
 from sluice.schema.chat import (
     ChatChunk,
@@ -23,6 +22,7 @@ from sluice.schema.chat import (
     ResponseMessage,
     Usage,
 )
+from sluice.schema.context import ChunkStream, Principal, RequestContext, Result
 from sluice.store.records import RequestRecord
 from sluice.store.sqlite import SQLiteStore
 from sluice.store.writer import RecordWriter

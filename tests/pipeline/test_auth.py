@@ -11,8 +11,8 @@ import pytest
 from sluice.config.model import TeamConfig
 from sluice.errors import AuthenticationFailed, NotFound, PermissionDenied
 from sluice.pipeline.auth import KeyCache, make_authorize_middleware
-from sluice.pipeline.context import RequestContext, Result
 from sluice.schema.chat import ChatResponse
+from sluice.schema.context import RequestContext, Result
 from sluice.store.keys import new_key
 from sluice.store.sqlite import SQLiteStore
 
@@ -61,7 +61,7 @@ async def test_missing_wrong_and_forgotten_keys(store: SQLiteStore) -> None:
 
 
 async def test_authorize_middleware() -> None:
-    from sluice.pipeline.context import Principal
+    from sluice.schema.context import Principal
 
     mw = make_authorize_middleware(frozenset({"a", "b"}))
 

@@ -14,7 +14,6 @@ from sluice.errors import ProviderError, RateLimited
 from sluice.limits import Level, Limiter, MemoryState
 from sluice.limits.model import LevelLimits
 from sluice.limits.tokens import TokenCounter
-from sluice.pipeline.context import ChunkStream, Principal, RequestContext
 from sluice.pipeline.quotas import Quotas
 from sluice.pricing import Price
 from sluice.schema.chat import (
@@ -29,6 +28,7 @@ from sluice.schema.chat import (
     StreamOptions,
     Usage,
 )
+from sluice.schema.context import ChunkStream, Principal, RequestContext
 
 D = Decimal
 PRICE = Price(input_per_token=D("0.000001"), output_per_token=D("0.00001"), max_output_tokens=8000)

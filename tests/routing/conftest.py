@@ -10,11 +10,11 @@ import pytest
 
 from sluice.config import parse_config
 from sluice.errors import SluiceError
-from sluice.pipeline.context import ChunkStream, RequestContext
 from sluice.providers.registry import create_adapter
 from sluice.routing.attempt import AttemptGuard
 from sluice.routing.router import Router, RouterHooks
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Message
+from sluice.schema.context import ChunkStream, RequestContext
 from sluice.testing.fake_openai import FakeOpenAI
 from sluice.transport.client import Transport
 

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from sluice.config import parse_config
 from sluice.errors import SluiceError
 from sluice.pipeline.accounting import Accounting
-from sluice.pipeline.context import ChunkStream, RequestContext
 from sluice.pipeline.core import compose
 from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
 from sluice.schema.chat import ChatRequest, ChatResponse, Message
+from sluice.schema.context import ChunkStream, RequestContext
 from sluice.store.records import RequestRecord
 from sluice.store.sqlite import SQLiteStore
 from sluice.store.writer import RecordWriter

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from sluice.errors import ProviderError, RateLimited
-from sluice.pipeline.context import RequestContext
 from sluice.schema.chat import Usage
+from sluice.schema.context import RequestContext
 from tests.routing.conftest import targets
 
 NO_RETRY = {"retry": {"retries": 0}}

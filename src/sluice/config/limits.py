@@ -10,6 +10,7 @@ Where they sit in the policy file::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -83,3 +84,15 @@ class AlertsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     #: Budget threshold alerts are POSTed here as JSON (and always logged).
     webhook: Secret | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LevelLimits:
+    """The limits configured for one key / team / user, as the store or policy holds them."""
+
+    rate: RateLimitConfig | None = None
+    budget: BudgetConfig | None = None
+
+    @property
+    def empty(self) -> bool:
+        return (self.rate is None or self.rate.empty) and self.budget is None

@@ -12,7 +12,9 @@ from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from typing import Literal, TypeAlias
 from urllib.parse import quote
 
-from sluice.config.limits import BudgetConfig, RateLimitConfig
+from sluice.config.limits import BudgetConfig, LevelLimits, RateLimitConfig
+
+__all__ = ["LevelLimits"]
 
 Clock: TypeAlias = Callable[[], float]
 LevelKind: TypeAlias = Literal["provider", "route", "team", "key", "user"]
@@ -49,18 +51,6 @@ class Level:
     @property
     def label(self) -> str:
         return f"{self.kind} {self.display or self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class LevelLimits:
-    """The limits configured for one key / team / user, as the store or policy holds them."""
-
-    rate: RateLimitConfig | None = None
-    budget: BudgetConfig | None = None
-
-    @property
-    def empty(self) -> bool:
-        return (self.rate is None or self.rate.empty) and self.budget is None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Mapping
 import msgspec
 
 from sluice.errors import SluiceError
-from sluice.pipeline.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.pricing import PriceBook, cost
 from sluice.schema.chat import ChatChunk, ChatResponse, Usage
+from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
 from sluice.store.records import RequestRecord
 from sluice.store.writer import RecordWriter

@@ -21,7 +21,7 @@ from sluice.config.limits import BudgetConfig, RateLimitConfig
 from sluice.config.model import TeamConfig
 from sluice.errors import AuthenticationFailed, NotFound, PermissionDenied
 from sluice.limits.model import LevelLimits
-from sluice.pipeline.context import CallNext, Middleware, Principal, RequestContext, Result
+from sluice.schema.context import CallNext, Middleware, Principal, RequestContext, Result
 from sluice.store.base import Store, StoreUnavailable
 from sluice.store.keys import hash_key
 from sluice.store.records import KeyRecord

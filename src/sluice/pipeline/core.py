@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sluice.pipeline.context import CallNext, Middleware, RequestContext, Result
+from sluice.schema.context import CallNext, Middleware, RequestContext, Result
 
 
 def compose(middlewares: Sequence[Middleware], terminal: CallNext) -> CallNext:

@@ -21,10 +21,10 @@ from sluice.limits import Level, Limiter, Ticket
 from sluice.limits.catalog import ModelCatalog
 from sluice.limits.model import LevelLimits
 from sluice.limits.tokens import TokenCounter
-from sluice.pipeline.context import CallNext, ChunkStream, Principal, RequestContext, Result
 from sluice.pipeline.quota_stream import MeteredStream
 from sluice.pricing import Price, cost, worst_case_cost
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
+from sluice.schema.context import CallNext, ChunkStream, Principal, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
 
 _ZERO = Decimal(0)

@@ -12,10 +12,10 @@ import time
 from typing import Any, Protocol
 
 from sluice.config.routing import RETRY_KINDS
-from sluice.pipeline.context import Attempt, RequestContext
 from sluice.routing.health import Admission, TargetHealth
 from sluice.routing.retry import RetryBudget
 from sluice.schema.chat import Usage
+from sluice.schema.context import Attempt, RequestContext
 
 _FAILURE_KINDS = frozenset(RETRY_KINDS)
 

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Protocol, TypeVar
 
 from sluice.errors import ProviderError
-from sluice.pipeline.context import ChunkStream
 from sluice.providers.base import ChatAdapter, EmbeddingAdapter, StreamDecoder, Target
 from sluice.routing.attempt import AttemptTracker
 from sluice.routing.relay import Relay, StreamEnd
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
+from sluice.schema.context import ChunkStream
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
 from sluice.schema.upstream import UpstreamResponse
 from sluice.transport.client import Deadline, Transport

@@ -24,7 +24,6 @@ from typing import Any, Generic, TypeVar
 
 from sluice.config.model import ProviderConfig
 from sluice.errors import BadRequest, ProviderError, SluiceError
-from sluice.pipeline.context import Attempt, RequestContext
 from sluice.providers.base import Target
 from sluice.routing.attempt import AttemptGuard, AttemptTracker
 from sluice.routing.calls import Call
@@ -32,6 +31,7 @@ from sluice.routing.health import HealthBoard, TargetHealth
 from sluice.routing.retry import RetryBudget, backoff_s
 from sluice.routing.routes import Plan
 from sluice.routing.strategies import Option
+from sluice.schema.context import Attempt, RequestContext
 from sluice.transport.client import Deadline
 
 T = TypeVar("T")

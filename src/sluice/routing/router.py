@@ -27,7 +27,6 @@ from typing import TypeVar
 from sluice.config.model import Config, ProviderConfig, TargetConfig
 from sluice.config.routing import RetryConfig
 from sluice.errors import NotFound, SluiceError
-from sluice.pipeline.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.pricing import PriceBook, cost
 from sluice.providers.base import ChatAdapter, Target
 from sluice.routing.attempt import AttemptGuard
@@ -39,6 +38,7 @@ from sluice.routing.routes import NO_MATCH, Facts, Plan, RouteTable
 from sluice.routing.shadow import ShadowRunner, ShadowWatch
 from sluice.routing.strategies import Option, Shape, order, shape_of
 from sluice.schema.chat import ChatRequest, ChatResponse, Usage
+from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
 from sluice.transport.client import Transport
 

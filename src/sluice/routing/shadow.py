@@ -22,8 +22,8 @@ import msgspec
 
 from sluice.config.routing import ShadowConfig
 from sluice.errors import SluiceError
-from sluice.pipeline.context import RequestContext
 from sluice.schema.chat import ChatResponse, Usage
+from sluice.schema.context import RequestContext
 
 log = logging.getLogger("sluice.routing")
 _WORD = re.compile(r"\w+")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 
 from sluice.errors import SluiceError
-from sluice.pipeline.context import ChunkStream, RequestContext
 from sluice.schema import anthropic_render as render
 from sluice.schema.anthropic_ingress import parse_messages_request
 from sluice.schema.chat import ChatResponse
+from sluice.schema.context import ChunkStream, RequestContext
 from sluice.schema.openai import decode_json_object, encode
 from sluice.server.dispatch import RouteTable
 from sluice.server.openai_routes import admit, identify, new_context

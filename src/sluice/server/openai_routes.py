@@ -6,9 +6,9 @@ import contextlib
 import logging
 
 from sluice.errors import NotFound, ServiceUnavailable, SluiceError
-from sluice.pipeline.context import ChunkStream, Dialect, Endpoint, RequestContext
 from sluice.schema import openai as dialect
 from sluice.schema.chat import ChatRequest, ChatResponse
+from sluice.schema.context import ChunkStream, Dialect, Endpoint, RequestContext
 from sluice.schema.embeddings import EmbeddingResponse, with_encoding
 from sluice.schema.sse import DONE
 from sluice.server.dispatch import RouteTable

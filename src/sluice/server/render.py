@@ -7,8 +7,8 @@ import math
 from collections.abc import Callable
 
 from sluice.errors import SluiceError
-from sluice.pipeline.context import RequestContext
 from sluice.schema import openai as openai_dialect
+from sluice.schema.context import RequestContext
 from sluice.server.wire import Response
 
 log = logging.getLogger("sluice.server")

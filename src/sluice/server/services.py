@@ -9,8 +9,8 @@ from sluice.limits import Limiter
 from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache
-from sluice.pipeline.context import CallNext
 from sluice.routing.router import Router
+from sluice.schema.context import CallNext
 from sluice.store.base import Store
 from sluice.store.writer import RecordWriter
 
