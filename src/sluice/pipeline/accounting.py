@@ -97,7 +97,9 @@ class Accounting:
     def _cost(self, ctx: RequestContext) -> float | None:
         if ctx.usage is None or ctx.served_model is None or ctx.provider is None:
             return None
-        price = self._prices.lookup(ctx.served_model, self._provider_types.get(ctx.provider))
+        price = self._prices.lookup(
+            ctx.served_model, self._provider_types.get(ctx.provider), ctx.started_wall
+        )
         return float(cost(ctx.usage, price)) if price is not None else None
 
     def _bill(self, ctx: RequestContext) -> tuple[Usage | None, float | None]:
@@ -109,7 +111,7 @@ class Accounting:
         total: float | None = None
         for a in billed:
             assert a.usage is not None
-            price = self._prices.lookup(a.model, self._provider_types.get(a.provider))
+            price = self._prices.lookup(a.model, self._provider_types.get(a.provider), ctx.started_wall)
             if price is not None:
                 a.cost_usd = float(cost(a.usage, price))
                 total = (total or 0.0) + a.cost_usd
