@@ -254,10 +254,13 @@ def spend(config_path: str | None, group_by: str, since: str | None, as_json: bo
     rows = _with_store(config, lambda s: s.spend(group_by, since_ts))  # type: ignore[arg-type]
     out = [
         {group_by: r.group, "requests": r.requests, "errors": r.errors, "prompt_tokens": r.prompt_tokens,
-         "completion_tokens": r.completion_tokens, "cost_usd": round(r.cost_usd, 8)}
+         "completion_tokens": r.completion_tokens,
+         "cost_usd": float(r.cost_usd) if as_json else format(r.cost_usd.normalize(), "f"),
+         "cost_nusd": int(r.cost_usd.scaleb(9)), "unpriced": r.unpriced}
         for r in rows
     ]  # fmt: skip
-    _emit(out, as_json, [group_by, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd"])
+    columns = [group_by, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "unpriced"]
+    _emit(out, as_json, columns)
     if not as_json and since_ts:
         click.echo(f"(since {datetime.fromtimestamp(since_ts, UTC).isoformat(timespec='seconds')})", err=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def _record(i: int, **kw: object) -> RequestRecord:
     base: dict[str, object] = dict(
         id=f"req_{i}", ts=time.time(), endpoint="chat", key_id="key_a", team="eng", user="u1",
         tags=["t"], requested_model="m", served_model="gpt-4o-mini", provider="up",
-        prompt_tokens=10, completion_tokens=5, cost_usd=0.001, latency_ms=3.0,
+        prompt_tokens=10, completion_tokens=5, cost_usd=0.001, cost_nusd=1_000_001, latency_ms=3.0,
     )  # fmt: skip
     base.update(kw)
     return RequestRecord(**base)  # type: ignore[arg-type]
@@ -69,13 +70,18 @@ async def test_keys_roundtrip_and_revoke(store: Store) -> None:
 async def test_requests_batch_idempotent_and_spend(store: Store) -> None:
     await store.insert_requests([request_to_row(_record(i)) for i in range(10)])
     await store.insert_requests(
-        [request_to_row(_record(3)), request_to_row(_record(11, team="ops", status=502, cost_usd=None))]
+        [
+            request_to_row(_record(3)),
+            request_to_row(_record(11, team="ops", status=502, cost_usd=None, cost_nusd=None)),
+        ]
     )
     assert await store.count_requests() == 11
     rows = {r.group: r for r in await store.spend("team", None)}
     assert rows["eng"].requests == 10 and rows["eng"].prompt_tokens == 100
-    assert rows["eng"].cost_usd == pytest.approx(0.01)
-    assert rows["ops"].errors == 1 and rows["ops"].cost_usd == 0
+    assert rows["eng"].cost_usd == Decimal("0.01000001"), "the ledger sums exactly"
+    assert rows["eng"].unpriced == 0
+    # An error that billed tokens of an unpriced model is reported as unpriced, never as $0 spent.
+    assert rows["ops"].errors == 1 and rows["ops"].cost_usd == 0 and rows["ops"].unpriced == 1
     day = await store.spend("day", time.time() - 3600)
     assert len(day) == 1 and day[0].requests == 11
     assert await store.spend("team", time.time() + 3600) == []

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import resources
 from typing import Any
 
@@ -92,6 +92,19 @@ def cost(usage: Usage, price: Price) -> Decimal:
     if price.per_request is not None:
         total += price.per_request
     return total
+
+
+#: The ledger's unit: costs are stored as whole nano-dollars (1e-9 USD).
+NANO_USD = Decimal("1e-9")
+
+
+def to_nano_usd(value: Decimal) -> int:
+    """A cost in whole nano-dollars, rounded half to even (an exact, integer ledger value)."""
+    return int((value / NANO_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def from_nano_usd(value: int) -> Decimal:
+    return Decimal(value) * NANO_USD
 
 
 def worst_case_cost(prompt_tokens: int, max_output_tokens: int, price: Price) -> Decimal:

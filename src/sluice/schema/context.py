@@ -48,8 +48,10 @@ class Attempt:
     #: first chunk an estimate of what was relayed (``estimated``). None = nothing billed.
     usage: Usage | None = None
     estimated: bool = False
-    #: Filled in by accounting from ``usage`` and the served model's price.
-    cost_usd: float | None = None
+    #: Filled in by accounting from ``usage`` and the price in force: the exact cost in nano-USD
+    #: (None = unpriced), and the price it was charged at (``source`` and per-token ``rates``).
+    cost_nusd: int | None = None
+    price: dict[str, object] | None = None
 
 
 class ChunkStream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal, TypeAlias
 
 GroupBy: TypeAlias = Literal["team", "key", "user", "model", "day", "provider"]
@@ -69,6 +70,13 @@ class RequestRecord:
     #: Shadow calls: the mirrored request's id, and the comparison of the two answers (JSON).
     shadow_of: str | None = None
     comparison: str | None = None
+    #: The ledger: the exact cost in nano-USD (``cost_usd`` is its rounded float for reading by eye);
+    #: None with tokens billed = unpriced, never $0.
+    cost_nusd: int | None = None
+    #: JSON list of the prices charged, one per billed attempt: {model, provider, source, effective_from, rates}.
+    prices: str | None = None
+    #: Some billed tokens were estimated (a stream cut before the provider reported its usage).
+    cost_estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,4 +99,7 @@ class SpendRow:
     errors: int
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: float
+    #: Exact: the sum of the records' nano-USD ledger values.
+    cost_usd: Decimal
+    #: Requests that billed tokens of a model with no price (their cost is unknown, not $0).
+    unpriced: int = 0
