@@ -317,9 +317,10 @@ def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> 
                           "primary_latency_ms", "shadow_latency_ms", "primary_cost_usd", "shadow_cost_usd"])  # fmt: skip
 
 
-from sluice.cli_prices import prices  # noqa: E402  (its own module; registered here)
+from sluice.cli_cost import prices, reconcile  # noqa: E402  (their own module; registered here)
 
 main.add_command(prices)
+main.add_command(reconcile)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -136,6 +136,12 @@ def price_from_row(row: Mapping[str, Any], source: str) -> Price:
     )
 
 
+def base_model(name: str) -> str:
+    """A model's name without a provider prefix or a trailing date stamp, to match exports."""
+    name = name.rsplit("/", 1)[-1]
+    return _DATE_SUFFIX.sub("", name)
+
+
 def day_start(day: datetime.date) -> float:
     return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
 
@@ -75,6 +75,19 @@ class EmbeddingAdapter(Protocol):
     def parse_embedding_response(
         self, resp: UpstreamResponse, req: EmbeddingRequest
     ) -> EmbeddingResponse: ...
+
+
+#: Response headers in which providers name a request (OpenAI and Azure, Anthropic, Bedrock, Azure APIM).
+_REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "x-amzn-requestid", "apim-request-id")
+
+
+def upstream_request_id(headers: dict[str, str], answer_id: str | None = None) -> str | None:
+    """The provider's id for one call: its request-id header, else the id in its answer."""
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value[:200]
+    return answer_id[:200] if answer_id else None
 
 
 def parse_retry_after(headers: dict[str, str]) -> float | None:

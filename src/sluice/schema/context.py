@@ -52,6 +52,9 @@ class Attempt:
     #: (None = unpriced), and the price it was charged at (``source`` and per-token ``rates``).
     cost_nusd: int | None = None
     price: dict[str, object] | None = None
+    #: The provider's own id for this call (its request-id header, else the answer's id), so the
+    #: ledger joins exactly with a provider's usage export.
+    upstream_id: str | None = None
 
 
 class ChunkStream:

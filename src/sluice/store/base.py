@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from sluice.errors import ConfigError
-from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
+from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow
 
 
@@ -39,6 +39,13 @@ class Store(Protocol):
 
     async def shadow_rows(self, since: float | None) -> list[ShadowRow]:
         """Shadow calls recorded since ``since`` (oldest first)."""
+        ...
+
+    async def ledger_rows(
+        self, since: float, until: float, after_id: str = "", limit: int = 10_000
+    ) -> list[LedgerRow]:
+        """Requests with ``since <= ts < until`` that billed an attempt, in id order after ``after_id``
+        (page through with the last id of the previous page)."""
         ...
 
 

@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sluice.store.base import StoreUnavailable
-from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
+from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row
 from sluice.store.schema_sql import (
     GROUP_COLUMNS,
     KEY_COLUMNS,
+    LEDGER_COLUMNS,
     REQUEST_COLUMNS,
     SHADOW_COLUMNS,
     SPEND_AGGREGATES,
@@ -24,6 +25,7 @@ from sluice.store.schema_sql import (
 _TIMEOUT_S = 5.0
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
 _SHADOW_SELECT = "SELECT " + ", ".join(SHADOW_COLUMNS) + " FROM requests"
+_LEDGER_SELECT = "SELECT " + ", ".join(LEDGER_COLUMNS) + " FROM requests"
 _REQ_INSERT = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i + 1}' for i in range(len(REQUEST_COLUMNS)))}) ON CONFLICT (id) DO NOTHING"
@@ -111,3 +113,12 @@ class PostgresStore:
         sql = _SHADOW_SELECT + " WHERE shadow_of IS NOT NULL AND ts >= $1 ORDER BY ts"
         rows = await self._call("fetch", sql, since or 0.0)
         return [ShadowRow(*tuple(r)) for r in rows]
+
+    async def ledger_rows(
+        self, since: float, until: float, after_id: str = "", limit: int = 10_000
+    ) -> list[LedgerRow]:
+        sql = _LEDGER_SELECT + (
+            " WHERE ts >= $1 AND ts < $2 AND id > $3 AND attempts_detail LIKE '%\"usage\":{%' ORDER BY id LIMIT $4"
+        )
+        rows = await self._call("fetch", sql, since, until, after_id, limit)
+        return [LedgerRow(*tuple(r)) for r in rows]

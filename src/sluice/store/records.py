@@ -93,6 +93,19 @@ class ShadowRow:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One request as reconciliation reads it: each billed attempt is in ``attempts_detail``."""
+
+    id: str
+    ts: float
+    team: str | None
+    key_id: str | None
+    shadow_of: str | None
+    status: int
+    attempts_detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class SpendRow:
     group: str | None
     requests: int

@@ -12,6 +12,8 @@ REQUEST_COLUMNS: Final = (
     "shadow_of", "comparison", "cost_nusd", "prices", "cost_estimated",
 )  # fmt: skip
 
+LEDGER_COLUMNS: Final = ("id", "ts", "team", "key_id", "shadow_of", "status", "attempts_detail")
+
 SHADOW_COLUMNS: Final = ("id", "ts", "route", "shadow_of", "status", "cost_usd", "comparison")
 
 KEY_COLUMNS: Final = (

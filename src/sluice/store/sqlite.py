@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from sluice.store.base import StoreUnavailable
-from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
+from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row
 from sluice.store.schema_sql import (
     GROUP_COLUMNS,
     KEY_COLUMNS,
+    LEDGER_COLUMNS,
     REQUEST_COLUMNS,
     SHADOW_COLUMNS,
     SPEND_AGGREGATES,
@@ -29,6 +30,7 @@ from sluice.store.schema_sql import (
 T = TypeVar("T")
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
 _SHADOW_SELECT = "SELECT " + ", ".join(SHADOW_COLUMNS) + " FROM requests"
+_LEDGER_SELECT = "SELECT " + ", ".join(LEDGER_COLUMNS) + " FROM requests"
 _REQ_INSERT = (
     f"INSERT OR IGNORE INTO requests ({', '.join(REQUEST_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)})"
@@ -162,3 +164,12 @@ class SQLiteStore:
         sql = _SHADOW_SELECT + " WHERE shadow_of IS NOT NULL AND ts >= ? ORDER BY ts"
         rows = await self._run(lambda c: c.execute(sql, (since or 0.0,)).fetchall())
         return [ShadowRow(*r) for r in rows]
+
+    async def ledger_rows(
+        self, since: float, until: float, after_id: str = "", limit: int = 10_000
+    ) -> list[LedgerRow]:
+        sql = _LEDGER_SELECT + (
+            " WHERE ts >= ? AND ts < ? AND id > ? AND attempts_detail LIKE '%\"usage\":{%' ORDER BY id LIMIT ?"
+        )
+        rows = await self._run(lambda c: c.execute(sql, (since, until, after_id, limit)).fetchall())
+        return [LedgerRow(*r) for r in rows]
