@@ -158,11 +158,17 @@ def reconcile(charges: Iterable[Charge], bill: Iterable[BillLine]) -> Reconcilia
             ledger_by_id.setdefault(c.request_id, c)
     billed_ids: set[str] = set()
     for line in bill:
-        g = group(line.day, line.model)
+        matched = ledger_by_id.get(line.request_id) if line.request_id is not None else None
+        # A line joined by id belongs with its charge (an export may name neither day nor model).
+        g = (
+            group(line.day or matched.day, line.model or matched.model)
+            if matched
+            else group(line.day, line.model)
+        )
         g.bill.add(line.input_tokens, line.output_tokens, line.cached_tokens, line.cost_usd, line.requests)
         if line.request_id is not None:
             billed_ids.add(line.request_id)
-            _match(out, g, ledger_by_id.get(line.request_id), line)
+            _match(out, g, matched, line)
     if billed_ids:
         seen: set[str] = set()
         for key, c in ledger_by_id.items():
