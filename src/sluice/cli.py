@@ -23,8 +23,9 @@ import msgspec
 from sluice.config import Config, load_config
 from sluice.errors import ConfigError, SluiceError
 from sluice.store.base import Store, StoreUnavailable, create_store
-from sluice.store.keys import new_key, resolve_hmac_key
+from sluice.store.keys import KeyCreate, key_from_spec, resolve_hmac_key, validate_key_request
 from sluice.store.records import GROUP_BY_VALUES
+from sluice.store.views import key_view, parse_since
 
 T = TypeVar("T")
 
@@ -67,7 +68,7 @@ def main() -> None:
 @click.option("--workers", type=int, help="Processes sharing the port (needs state.url: redis://...).")
 def serve(config_path: str | None, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the gateway."""
-    from sluice.server.runner import run
+    from sluice.runner import run
 
     config = _load(config_path)
     try:
@@ -141,31 +142,21 @@ def keys() -> None:
 @json_option
 def keys_create(config_path: str | None, team: str, models: str | None, as_json: bool, **fields: Any) -> None:
     """Create a key and print its secret (shown only this once)."""
-    from sluice.server.admin_routes import KeyCreate, key_view, validate_key_request, with_key_limits
-
     config = _load(config_path)
     model_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
     try:
         spec = msgspec.convert({"team": team, "models": model_list, **fields}, KeyCreate)
-        validate_key_request(config.models, config.teams, team, model_list)
+        validate_key_request(config.models, config.teams, spec)
     except msgspec.ValidationError as exc:
         raise click.ClickException(f"invalid key limits: {exc}") from None
     except SluiceError as exc:
         raise click.ClickException(exc.message) from None
-    user, name = spec.user, spec.name
     secret_cfg = config.server.key_secret.reveal() if config.server.key_secret else None
     try:
         hmac_key = resolve_hmac_key(config.store.url, secret_cfg)
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
-    secret, record = new_key(
-        hmac_key,
-        team=team,
-        user=user,
-        name=name,
-        models=tuple(model_list) if model_list is not None else None,
-    )
-    record = with_key_limits(record, spec)
+    secret, record = key_from_spec(hmac_key, spec)
     _with_store(config, lambda s: s.create_key(record))
     view = {**key_view(record), "key": secret}
     if as_json:
@@ -182,8 +173,6 @@ def keys_create(config_path: str | None, team: str, models: str | None, as_json:
 @json_option
 def keys_list(config_path: str | None, include_revoked: bool, as_json: bool) -> None:
     """List keys (never their secrets)."""
-    from sluice.server.admin_routes import key_view
-
     config = _load(config_path)
     records = _with_store(config, lambda s: s.list_keys(include_revoked=include_revoked))
     _emit(
@@ -244,8 +233,6 @@ def budgets(config_path: str | None, url: str | None, as_json: bool) -> None:
 @json_option
 def spend(config_path: str | None, group_by: str, since: str | None, as_json: bool) -> None:
     """Requests, tokens and cost, grouped."""
-    from sluice.server.admin_routes import parse_since
-
     config = _load(config_path)
     try:
         since_ts = parse_since(since)
@@ -302,7 +289,6 @@ def shadow() -> None:
 def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> None:
     """Shadow calls compared with the answers they mirrored: similarity, latency, tokens, cost."""
     from sluice.routing.explain import shadow_report as report
-    from sluice.server.admin_routes import parse_since
 
     config = _load(config_path)
     try:

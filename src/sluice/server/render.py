@@ -1,17 +1,15 @@
-"""Rendering results and errors to the caller, per dialect."""
+"""Rendering results and errors to the caller. The error's body comes from the dialect of the
+path (``Dialect.error_body``); its headers are the same in every dialect."""
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 
 from sluice.errors import SluiceError
-from sluice.schema import openai as openai_dialect
+from sluice.schema import openai as openai_wire
 from sluice.schema.context import RequestContext
 from sluice.server.wire import Response
-
-log = logging.getLogger("sluice.server")
 
 ErrorBody = Callable[[SluiceError], bytes]
 
@@ -43,7 +41,7 @@ def error_headers(exc: SluiceError) -> dict[str, str]:
 
 
 def error_response(
-    exc: SluiceError, ctx: RequestContext | None, body: ErrorBody = openai_dialect.error_body
+    exc: SluiceError, ctx: RequestContext | None, body: ErrorBody = openai_wire.error_body
 ) -> Response:
     headers = base_headers(ctx) if ctx is not None else {}
     headers.update(error_headers(exc))

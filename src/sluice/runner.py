@@ -1,4 +1,5 @@
-"""Run the gateway: one process on uvloop, or N worker processes sharing the port (SO_REUSEPORT)."""
+"""Run the gateway: one process on uvloop, or N worker processes sharing the port (SO_REUSEPORT).
+At the top with ``app`` (it starts what ``app`` wires), so ``server/`` never imports upward."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sluice.app import dispatcher, running
 from sluice.config.model import Config
 from sluice.errors import ConfigError, ServiceUnavailable
 from sluice.server.protocol import HttpProtocol, ServerState
@@ -68,17 +70,17 @@ def _freeze_startup_objects() -> None:
 
 async def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Start the services, listen until SIGTERM or SIGINT, then drain and stop."""
-    from sluice.app import dispatcher, running
-
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running(config) as services:
         server_cfg = config.server
+        routes = dispatcher()
         state = ServerState(
-            services, dispatcher(), max_body=server_cfg.max_body_bytes,
+            services, routes, max_body=server_cfg.max_body_bytes,
             keepalive_s=server_cfg.keepalive_timeout_s, slow_client_s=server_cfg.client_timeout_s,
+            refusal_body=routes.refusal_body,
         )  # fmt: skip
         _freeze_startup_objects()  # before the first connection: nothing of a request is frozen
         server = await loop.create_server(
