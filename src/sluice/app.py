@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import msgspec
 
@@ -37,13 +37,17 @@ from sluice.store.writer import RecordWriter
 from sluice.transport.client import PoolSettings, Transport
 from sluice.transport.webhook import Webhook
 
-if TYPE_CHECKING:
-    from sluice.testing.fake_openai import FakeOpenAI
-
 log = logging.getLogger("sluice")
 
 #: ``base_url: builtin:demo`` points a provider at the in-process demo upstream.
 DEMO_BASE_URL = "builtin:demo"
+
+
+class DemoUpstream(Protocol):
+    @property
+    def base_url(self) -> str: ...
+
+    async def stop(self) -> None: ...
 
 
 def validate(config: Config) -> None:
@@ -76,7 +80,7 @@ def _spool_path(config: Config) -> Path:
 async def running(config: Config) -> AsyncIterator[Services]:
     """Everything the routes need, from start-up to a drained shutdown."""
     validate(config)
-    demo: FakeOpenAI | None = None
+    demo: DemoUpstream | None = None
     providers: dict[str, ProviderConfig] = dict(config.providers)
     if any(p.base_url == DEMO_BASE_URL for p in providers.values()):
         demo = await _start_demo()
@@ -181,7 +185,7 @@ def _limiter(config: Config, transport: Transport) -> tuple[Limiter, LogAlerts |
     return Limiter(open_state(config.state, config.limits), config.limits, alerts=alerts), alerts
 
 
-async def _start_demo() -> FakeOpenAI:
+async def _start_demo() -> DemoUpstream:
     """The built-in demo upstream, imported only when a policy asks for it (``builtin:demo``)."""
     try:
         from sluice.testing.fake_openai import FakeOpenAI
