@@ -85,3 +85,46 @@ async def test_requests_batch_idempotent_and_spend(store: Store) -> None:
 
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+async def test_postgres_programming_errors_are_not_outages(tmp_path: Path) -> None:
+    """Bad SQL or a value out of range is raised as itself; only an outage is StoreUnavailable."""
+    require_service("postgresql", 5432)
+    import asyncpg
+
+    from sluice.store.base import StoreUnavailable
+    from sluice.store.postgres import PostgresStore
+
+    name = "sluice_test_" + secrets.token_hex(4)
+    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        s = PostgresStore(f"postgresql://postgres@127.0.0.1:5432/{name}")
+        await s.open()
+        try:
+            with pytest.raises(asyncpg.PostgresSyntaxError):
+                await s._call("fetch", "SELEC 1")
+            with pytest.raises(asyncpg.UndefinedTableError):
+                await s._call("fetch", "SELECT * FROM no_such_table")
+            _, record = new_key(b"k", team="eng")
+            await s.create_key(record)
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await s.create_key(record)
+            await s.ping()  # still healthy
+        finally:
+            await s.close()
+        with pytest.raises(StoreUnavailable):  # closed: an outage as far as callers can tell
+            await s.ping()
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_postgres_unreachable_is_unavailable() -> None:
+    from sluice.store.base import StoreUnavailable
+    from sluice.store.postgres import PostgresStore, unavailable
+
+    with pytest.raises(StoreUnavailable):
+        await PostgresStore("postgresql://postgres@127.0.0.1:9/nowhere").open()
+    assert unavailable(ConnectionRefusedError()) and unavailable(TimeoutError())
+    assert not unavailable(ValueError("x")) and not unavailable(KeyError("x"))

@@ -46,7 +46,7 @@ class StoreUnavailable(Exception):
     """The database could not be reached or refused the operation."""
 
 
-def create_store(url: str, key_secret: str | None = None) -> Store:
+def create_store(url: str) -> Store:
     if url.startswith("sqlite:"):
         from sluice.store.sqlite import SQLiteStore
 

@@ -28,5 +28,5 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiohttp's own access log would duplicate ours and show paths only; keep it quiet.
+    # The demo upstream (an aiohttp server) would log every call it serves; keep it quiet.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
