@@ -30,7 +30,7 @@ from sluice.schema.context import RequestContext, Result
 from sluice.server import admin_routes, anthropic_routes, openai_routes
 from sluice.server.dispatch import Dispatcher, RouteTable
 from sluice.server.services import Services
-from sluice.store.base import StoreUnavailable, create_store
+from sluice.store.base import StoreUnavailable, create_store, store_location
 from sluice.store.keys import resolve_hmac_key
 from sluice.store.sqlite import sqlite_path
 from sluice.store.writer import RecordWriter
@@ -103,6 +103,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
         await store.open()
     except StoreUnavailable as exc:
         raise ServiceUnavailable(f"cannot start: {exc}") from None
+    log.info("database: %s", store_location(config.store.url))
     key_secret = config.server.key_secret.reveal() if config.server.key_secret else None
     hmac_key = resolve_hmac_key(config.store.url, key_secret)
     writer = RecordWriter(

@@ -128,3 +128,15 @@ async def test_postgres_unreachable_is_unavailable() -> None:
         await PostgresStore("postgresql://postgres@127.0.0.1:9/nowhere").open()
     assert unavailable(ConnectionRefusedError()) and unavailable(TimeoutError())
     assert not unavailable(ValueError("x")) and not unavailable(KeyError("x"))
+
+
+async def test_spend_by_model_names_the_model_asked_for_and_the_one_that_answered(store: Store) -> None:
+    await store.insert_requests(
+        [
+            request_to_row(_record(1, requested_model="gpt-4o-mini", served_model="gpt-4o-mini")),
+            request_to_row(_record(2, requested_model="fast", served_model="gpt-4o-mini")),
+            request_to_row(_record(3, requested_model="fast", served_model=None, status=429, cost_usd=None)),
+        ]
+    )
+    rows = {r.group: r.requests for r in await store.spend("model", None)}
+    assert rows == {"gpt-4o-mini": 1, "fast -> gpt-4o-mini": 1, "fast": 1}

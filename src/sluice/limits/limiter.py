@@ -26,6 +26,7 @@ from sluice.limits.model import (
     WINDOW_S,
     Admission,
     BudgetCheck,
+    BudgetUsage,
     Clock,
     Level,
     RateCheck,
@@ -158,7 +159,8 @@ class Limiter:
         )
         verdict = await self.state.admit(adm)
         if not verdict.admitted:
-            raise self._refusal(verdict, rate_levels, budget_levels, adm)
+            usage = await self._refused_usage(verdict, adm)
+            raise self._refusal(verdict, rate_levels, budget_levels, adm, usage)
         return Ticket(
             ticket_id,
             tuple(levels),
@@ -167,14 +169,26 @@ class Limiter:
             headers=_headers(rates, verdict.rates),
         )
 
+    async def _refused_usage(self, verdict: Verdict, adm: Admission) -> BudgetUsage | None:
+        """For a hard budget refusal (off the admitted path): what is spent and reserved, so the
+        message can give the numbers; None if the state cannot say."""
+        if verdict.failed_kind != "budget" or not verdict.hard:
+            return None
+        try:
+            [usage] = await self.state.usage([adm.budgets[verdict.failed_index]], adm.now)
+        except Exception:  # the refusal stands without the numbers
+            return None
+        return usage
+
     def _refusal(
-        self, verdict: Verdict, rate_levels: list[Level], budget_levels: list[Level], adm: Admission
-    ) -> RateLimited:
+        self, verdict: Verdict, rate_levels: list[Level], budget_levels: list[Level], adm: Admission,
+        usage: BudgetUsage | None = None,
+    ) -> RateLimited:  # fmt: skip
         wait = math.ceil(verdict.retry_after_s * 1000) / 1000
         if verdict.failed_kind == "budget":
             level = budget_levels[verdict.failed_index]
             assert level.budget is not None
-            return self._budget_refusal(level, level.budget, verdict, adm)
+            return self._budget_refusal(level, level.budget, verdict, adm, usage)
         level = rate_levels[verdict.failed_index]
         assert level.rate is not None
         rate = level.rate
@@ -207,17 +221,15 @@ class Limiter:
         return err
 
     def _budget_refusal(
-        self, level: Level, budget: BudgetConfig, verdict: Verdict, adm: Admission
-    ) -> RateLimited:
+        self, level: Level, budget: BudgetConfig, verdict: Verdict, adm: Admission,
+        usage: BudgetUsage | None = None,
+    ) -> RateLimited:  # fmt: skip
         win = self.window(budget, adm.now)
         what = f"{level.label} budget: ${budget.usd} {budget.period}"
         if verdict.hard:
-            wait = max(1.0, math.ceil(win.end_ts - adm.now))
             return RateLimited(
-                f"Budget exhausted: {what}. The request's worst-case cost "
-                f"${from_nano(adm.cost_nano):.6f} does not fit in what is left; "
-                f"it resets at {win.end.isoformat()}.",
-                retry_after=wait,
+                _hard_budget_message(what, budget, adm.cost_nano, usage, win.end.isoformat()),
+                retry_after=None,
                 should_retry=False,
                 code="budget_exceeded",
             )
@@ -391,3 +403,27 @@ def format_reset(seconds: float) -> str:
         return f"{math.ceil(seconds * 10) / 10:g}s"
     minutes, rest = divmod(math.ceil(seconds), 60)
     return f"{minutes}m{rest}s"
+
+
+def _hard_budget_message(
+    what: str, budget: BudgetConfig, cost_nano: int, usage: BudgetUsage | None, resets: str
+) -> str:
+    """Exhausted only when it is; otherwise the worst case does not fit, with the numbers."""
+    worst = from_nano(cost_nano)
+    limit = budget.usd
+    if usage is None:
+        return (
+            f"Budget refused: {what}. This request's worst-case cost ${worst:.6f} (its prompt plus "
+            f"max_tokens at the model's price) does not fit in what is left; it resets at {resets}."
+        )
+    spent, reserved = from_nano(usage.spent_nano), from_nano(usage.reserved_nano)
+    if spent >= limit:
+        return f"Budget exhausted: {what}: ${spent:.6f} spent; it resets at {resets}."
+    left = max(Decimal(0), limit - spent - reserved)
+    share = spent / limit * 100 if limit else Decimal(0)
+    return (
+        f"Request too large for the budget: {what}: ${spent:.6f} spent ({share:.1f}%), "
+        f"${reserved:.6f} reserved by requests in flight, ${left:.6f} left; this request's worst-case "
+        f"cost is ${worst:.6f} (its prompt plus max_tokens at the model's price): lower max_tokens. "
+        f"The budget resets at {resets}."
+    )

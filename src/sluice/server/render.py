@@ -31,7 +31,8 @@ def base_headers(ctx: RequestContext) -> dict[str, str]:
 
 def error_headers(exc: SluiceError) -> dict[str, str]:
     headers: dict[str, str] = {"x-sluice-error-source": exc.source}
-    if exc.status in (429, 503) or exc.retry_after is not None:
+    # Never "retry after 1 s" next to "do not retry": a refusal waiting cannot cure has no retry-after.
+    if exc.should_retry is not False and (exc.status in (429, 503) or exc.retry_after is not None):
         wait = exc.retry_after if exc.retry_after is not None else 1.0
         headers["retry-after"] = str(max(0, math.ceil(wait)))
     if exc.should_retry is not None:
