@@ -84,7 +84,7 @@ def test_check_config_takes_config_and_counts_in_english(policy: Path) -> None:
 def test_an_empty_policy_warns_that_it_serves_nothing(tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("{}\n")
-    code, out, err = run("check-config", str(empty))
+    code, _, err = run("check-config", str(empty))
     assert code == 0
     assert "warning: the policy declares no models: the gateway will serve nothing" in err
 
