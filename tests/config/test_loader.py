@@ -84,6 +84,7 @@ def test_documented_example_policy_is_valid() -> None:
             "GEMINI_API_KEY",
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
             "AZURE_OPENAI_API_KEY",
         )
     }
