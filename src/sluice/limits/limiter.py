@@ -8,6 +8,7 @@ released exactly once; doing it twice is a no-op.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import os
@@ -98,6 +99,9 @@ class Limiter:
         self._windows: dict[str, PeriodWindow] = {}
         # Ticket ids: a random per-process prefix and a counter are unique across replicas.
         self._ids = itertools.count()
+        # Spend per budget key as last read for a refusal's message: at most one read a second
+        # per budget, however many requests a spent budget refuses.
+        self._refused: dict[str, tuple[float, asyncio.Future[list[BudgetUsage]]]] = {}
         self._id_prefix = os.urandom(6).hex()
         #: id(level) -> (level, its check); the level is kept, so its id cannot be reused meanwhile.
         self._rate_checks: dict[int, tuple[Level, RateCheck]] = {}
@@ -174,8 +178,15 @@ class Limiter:
         message can give the numbers; None if the state cannot say."""
         if verdict.failed_kind != "budget" or not verdict.hard:
             return None
+        check = adm.budgets[verdict.failed_index]
+        seen = self._refused.get(check.key)
+        if seen is None or adm.now - seen[0] >= 1.0:  # one read shared by every refusal meanwhile
+            if len(self._refused) >= 1024:
+                self._refused.clear()
+            seen = (adm.now, asyncio.ensure_future(self.state.usage([check], adm.now)))
+            self._refused[check.key] = seen
         try:
-            [usage] = await self.state.usage([adm.budgets[verdict.failed_index]], adm.now)
+            [usage] = await asyncio.shield(seen[1])
         except Exception:  # the refusal stands without the numbers
             return None
         return usage
