@@ -40,6 +40,7 @@ from sluice.limits.model import (
     to_nano,
 )
 from sluice.limits.periods import PeriodWindow, period_window
+from sluice.limits.refusals import hard_budget_message
 from sluice.limits.state import LimitState
 
 _ZERO = Decimal(0)
@@ -239,7 +240,7 @@ class Limiter:
         what = f"{level.label} budget: ${budget.usd} {budget.period}"
         if verdict.hard:
             return RateLimited(
-                _hard_budget_message(what, budget, adm.cost_nano, usage, win.end.isoformat()),
+                hard_budget_message(what, budget, adm.cost_nano, usage, win.end.isoformat()),
                 retry_after=None,
                 should_retry=False,
                 code="budget_exceeded",
@@ -414,27 +415,3 @@ def format_reset(seconds: float) -> str:
         return f"{math.ceil(seconds * 10) / 10:g}s"
     minutes, rest = divmod(math.ceil(seconds), 60)
     return f"{minutes}m{rest}s"
-
-
-def _hard_budget_message(
-    what: str, budget: BudgetConfig, cost_nano: int, usage: BudgetUsage | None, resets: str
-) -> str:
-    """Exhausted only when it is; otherwise the worst case does not fit, with the numbers."""
-    worst = from_nano(cost_nano)
-    limit = budget.usd
-    if usage is None:
-        return (
-            f"Budget refused: {what}. This request's worst-case cost ${worst:.6f} (its prompt plus "
-            f"max_tokens at the model's price) does not fit in what is left; it resets at {resets}."
-        )
-    spent, reserved = from_nano(usage.spent_nano), from_nano(usage.reserved_nano)
-    if spent >= limit:
-        return f"Budget exhausted: {what}: ${spent:.6f} spent; it resets at {resets}."
-    left = max(Decimal(0), limit - spent - reserved)
-    share = spent / limit * 100 if limit else Decimal(0)
-    return (
-        f"Request too large for the budget: {what}: ${spent:.6f} spent ({share:.1f}%), "
-        f"${reserved:.6f} reserved by requests in flight, ${left:.6f} left; this request's worst-case "
-        f"cost is ${worst:.6f} (its prompt plus max_tokens at the model's price): lower max_tokens. "
-        f"The budget resets at {resets}."
-    )
