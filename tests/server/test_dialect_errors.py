@@ -49,6 +49,7 @@ class Live:
     port: int
     key: str
     dispatcher: Dispatcher
+    services: Any
 
     async def send(self, raw: bytes) -> tuple[int, dict[str, str], Any]:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -82,7 +83,7 @@ async def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
         state = ServerState(svc, routes, max_body=MAX_BODY, refusal_body=routes.refusal_body)
         server = await asyncio.get_running_loop().create_server(lambda: HttpProtocol(state), "127.0.0.1", 0)
         try:
-            yield Live(server.sockets[0].getsockname()[1], secret, routes)
+            yield Live(server.sockets[0].getsockname()[1], secret, routes, svc)
         finally:
             server.close()
             for conn in list(state.connections):
@@ -197,6 +198,19 @@ async def test_unknown_paths_belong_to_the_dialect_of_their_prefix(live: Live) -
         status, _, body = await live.send(request("GET", path))
         assert status == 404
         assert_shape(dialect, status, body, path)
+
+
+async def test_draining_is_a_503_in_each_dialect(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    for method, path, api in all_routes():
+        if not api or method != "POST":
+            continue
+        ok = {**auth(live, path), "content-type": "application/json"}
+        with monkeypatch.context() as m:
+            m.setattr(live.services, "draining", True)
+            status, _, body = await live.send(request(method, path, headers=ok, body=b"{}"))
+        assert status == 503, (path, body)
+        assert "shutting down" in body["error"]["message"]
+        assert_shape(expected_dialect(path), status, body, path)
 
 
 async def test_errors_of_api_routes_carry_the_request_id(live: Live) -> None:
