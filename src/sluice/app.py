@@ -30,8 +30,9 @@ from sluice.schema.context import RequestContext, Result
 from sluice.server import admin_routes, anthropic_routes, openai_routes
 from sluice.server.dispatch import Dispatcher, RouteTable
 from sluice.server.services import Services
-from sluice.store.base import StoreUnavailable, create_store, store_location
+from sluice.store.base import Store, StoreUnavailable, create_store, store_location
 from sluice.store.keys import resolve_hmac_key
+from sluice.store.reports import ReportScheduler
 from sluice.store.sqlite import sqlite_path
 from sluice.store.writer import RecordWriter
 from sluice.transport.client import PoolSettings, Transport
@@ -144,6 +145,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
         ],
         terminal,
     )
+    reports = _reports(config, store, transport)
     svc = Services(
         config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=router,
         accounting=accounting, pipeline=pipeline, limiter=limiter, tokens=counter, started_at=int(time.time()),
@@ -152,6 +154,8 @@ async def running(config: Config) -> AsyncIterator[Services]:
         yield svc
     finally:  # records are flushed however the server stops
         svc.draining = True
+        if reports is not None:
+            await reports.close()
         await keys.stop()
         await router.aclose(timeout_s=config.server.shutdown_grace_s)  # shadow calls in flight
         await writer.close(timeout_s=config.server.shutdown_grace_s)
@@ -184,6 +188,17 @@ def _limiter(config: Config, transport: Transport) -> tuple[Limiter, LogAlerts |
             Webhook(transport, "alerts", hook.reveal(), timeout_s=config.alerts.timeout_s).post
         )
     return Limiter(open_state(config.state, config.limits), config.limits, alerts=alerts), alerts
+
+
+def _reports(config: Config, store: Store, transport: Transport) -> ReportScheduler | None:
+    """Scheduled spend reports (``reports:``), POSTed to ``alerts.webhook``."""
+    hook = config.alerts.webhook
+    if not config.reports.periods() or hook is None:
+        return None
+    post = Webhook(transport, "reports", hook.reveal(), timeout_s=config.alerts.timeout_s).post
+    scheduler = ReportScheduler(store, post, config.reports.periods())
+    scheduler.start()
+    return scheduler
 
 
 async def _start_demo() -> DemoUpstream:

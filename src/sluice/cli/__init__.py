@@ -358,7 +358,8 @@ def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> 
                           "primary_latency_ms", "shadow_latency_ms", "primary_cost_usd", "shadow_cost_usd"])  # fmt: skip
 
 
-from sluice.cli.cost import prices, reconcile  # noqa: E402  (their own module; registered here)
+from sluice.cli.cost import prices, reconcile, report  # noqa: E402  (their own module; registered here)
 
 main.add_command(prices)
 main.add_command(reconcile)
+main.add_command(report)

@@ -133,6 +133,11 @@ def _check_references(config: Config, origin: str) -> None:
     for provider in config.limits.providers:
         if provider not in config.providers:
             raise ConfigError(f"{origin}: unknown provider '{provider}' - at `$.limits.providers.{provider}`")
+    for period in config.reports.periods():
+        if config.alerts.webhook is None:
+            raise ConfigError(
+                f"{origin}: a report sent to the webhook needs alerts.webhook - at `$.reports.{period}.to`"
+            )
     if config.server.max_body_bytes <= 0:
         raise ConfigError(f"{origin}: must be positive - at `$.server.max_body_bytes`")
     if config.server.workers < 1:

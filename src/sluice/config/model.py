@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
+from sluice.config.reports import ReportsConfig
 from sluice.config.routing import RouteConfig, RoutingConfig, Strategy
 from sluice.config.secret import Secret
 
@@ -143,3 +144,4 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+    reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)

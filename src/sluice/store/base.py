@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from sluice.errors import ConfigError
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
+from sluice.store.reports import TeamModelSpend
 from sluice.store.rows import RequestRow
 
 
@@ -42,6 +43,16 @@ class Store(Protocol):
     async def shadow_rows(self, since: float | None) -> list[ShadowRow]:
         """Shadow calls recorded since ``since`` (oldest first)."""
         ...
+
+    async def spend_by_team_model(self, start: float, end: float) -> list[TeamModelSpend]:
+        """Each team's requests and exact cost per served model with ``start <= ts < end``."""
+        ...
+
+    async def claim_report(self, key: str, at: float) -> bool:
+        """True for the one caller (of any replica) that claims the report ``key`` first."""
+        ...
+
+    async def unclaim_report(self, key: str) -> None: ...
 
     async def ledger_rows(
         self, since: float, until: float, after_id: str = "", limit: int = 10_000

@@ -15,7 +15,8 @@ from typing import Any
 
 from sluice.store.base import StoreUnavailable
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
-from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row
+from sluice.store.reports import TeamModelSpend
+from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row, team_model_spend
 from sluice.store.schema_sql import (
     GROUP_COLUMNS,
     KEY_COLUMNS,
@@ -23,6 +24,7 @@ from sluice.store.schema_sql import (
     REQUEST_COLUMNS,
     SHADOW_COLUMNS,
     SPEND_AGGREGATES,
+    TEAM_MODEL_SPEND,
     ddl,
 )  # fmt: skip
 
@@ -128,6 +130,17 @@ class PostgresStore:
         )
         rows = await self._call("fetch", sql, since, until, after_id, limit)
         return [LedgerRow(*tuple(r)) for r in rows]
+
+    async def spend_by_team_model(self, start: float, end: float) -> list[TeamModelSpend]:
+        rows = await self._call("fetch", TEAM_MODEL_SPEND.format(p1="$1", p2="$2"), start, end)
+        return [team_model_spend(tuple(r)) for r in rows]
+
+    async def claim_report(self, key: str, at: float) -> bool:
+        sql = "INSERT INTO report_runs (key, ts) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING key"
+        return await self._call("fetchval", sql, key, at) is not None
+
+    async def unclaim_report(self, key: str) -> None:
+        await self._call("execute", "DELETE FROM report_runs WHERE key = $1", key)
 
 
 def unavailable(exc: BaseException) -> bool:

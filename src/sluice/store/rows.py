@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sluice.store.records import KeyRecord, RequestRecord, SpendRow
+from sluice.store.reports import TeamModelSpend
 
 
 def key_to_row(key: KeyRecord, updated_at: float) -> tuple[Any, ...]:
@@ -30,6 +31,11 @@ def key_from_row(row: Sequence[Any]) -> KeyRecord:
 
 #: A request record as the database row (columns in ``REQUEST_COLUMNS`` order).
 RequestRow = tuple[Any, ...]
+
+
+def team_model_spend(r: Sequence[Any]) -> TeamModelSpend:
+    """A row of ``TEAM_MODEL_SPEND``."""
+    return TeamModelSpend(r[0], r[1], int(r[2]), Decimal(int(r[3])).scaleb(-9), int(r[4] or 0))
 
 
 def spend_row(r: Sequence[Any]) -> SpendRow:

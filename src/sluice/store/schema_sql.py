@@ -40,6 +40,7 @@ def ddl(real: str, bigint: str) -> list[str]:
             route_reason TEXT, shadow_of TEXT, comparison TEXT, cost_nusd {bigint}, prices TEXT,
             cost_estimated INTEGER NOT NULL DEFAULT 0)""",
         "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
+        f"CREATE TABLE IF NOT EXISTS report_runs (key TEXT PRIMARY KEY, ts {real} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team, ts)",
         "CREATE INDEX IF NOT EXISTS requests_key_ts ON requests (key_id, ts)",
     ]
@@ -50,6 +51,13 @@ SPEND_AGGREGATES: Final = (
     "count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), coalesce(sum(prompt_tokens), 0), "
     "coalesce(sum(completion_tokens), 0), coalesce(sum(cost_nusd), 0), "
     "sum(CASE WHEN cost_nusd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END)"
+)
+
+#: Spend per team and served model in a time range (scheduled reports).
+TEAM_MODEL_SPEND: Final = (
+    "SELECT team, served_model, count(*), coalesce(sum(cost_nusd), 0), "
+    "sum(CASE WHEN cost_nusd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) "
+    "FROM requests WHERE ts >= {p1} AND ts < {p2} AND shadow_of IS NULL GROUP BY team, served_model"
 )
 
 #: SQL expression for each spend grouping; ``day`` is filled in per dialect.

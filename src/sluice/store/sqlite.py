@@ -16,7 +16,8 @@ from typing import TypeVar
 
 from sluice.store.base import StoreUnavailable
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
-from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row
+from sluice.store.reports import TeamModelSpend
+from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row, team_model_spend
 from sluice.store.schema_sql import (
     GROUP_COLUMNS,
     KEY_COLUMNS,
@@ -24,6 +25,7 @@ from sluice.store.schema_sql import (
     REQUEST_COLUMNS,
     SHADOW_COLUMNS,
     SPEND_AGGREGATES,
+    TEAM_MODEL_SPEND,
     ddl,
 )  # fmt: skip
 
@@ -173,3 +175,20 @@ class SQLiteStore:
         )
         rows = await self._run(lambda c: c.execute(sql, (since, until, after_id, limit)).fetchall())
         return [LedgerRow(*r) for r in rows]
+
+    async def spend_by_team_model(self, start: float, end: float) -> list[TeamModelSpend]:
+        sql = TEAM_MODEL_SPEND.format(p1="?", p2="?")
+        rows = await self._run(lambda c: c.execute(sql, (start, end)).fetchall())
+        return [team_model_spend(r) for r in rows]
+
+    async def claim_report(self, key: str, at: float) -> bool:
+        def claim(c: sqlite3.Connection) -> bool:
+            return (
+                c.execute("INSERT OR IGNORE INTO report_runs (key, ts) VALUES (?, ?)", (key, at)).rowcount
+                == 1
+            )
+
+        return await self._run(claim)
+
+    async def unclaim_report(self, key: str) -> None:
+        await self._run(lambda c: c.execute("DELETE FROM report_runs WHERE key = ?", (key,)))
