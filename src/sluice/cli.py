@@ -275,8 +275,11 @@ def routes() -> None:
 @click.option("--user", help="The end user.")
 @click.option("--key", "key_id", help="The gateway key id.")
 @click.option("--tags", help="Comma-separated tags.")
+@click.option(
+    "--prompt-tokens", type=int, default=500, show_default=True, help="Prompt size `cheapest` orders by."
+)
 @json_option
-def routes_explain(config_path: str | None, as_json: bool, **facts: str | None) -> None:
+def routes_explain(config_path: str | None, as_json: bool, prompt_tokens: int, **facts: str | None) -> None:
     """Which route and targets a request would get, and why."""
     from sluice.routing.explain import explain, explain_text
     from sluice.routing.routes import Facts
@@ -284,7 +287,7 @@ def routes_explain(config_path: str | None, as_json: bool, **facts: str | None) 
     config = _load(config_path)
     tags = tuple(t.strip() for t in (facts.pop("tags") or "").split(",") if t.strip())
     try:
-        result = explain(config, Facts(key=facts.pop("key_id"), tags=tags, **facts))
+        result = explain(config, Facts(key=facts.pop("key_id"), tags=tags, **facts), prompt_tokens)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result, indent=2) if as_json else explain_text(result))

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
+from sluice.config.residency import Labels, RequireSpec
 from sluice.config.routing import RouteConfig, RoutingConfig, Strategy
 from sluice.config.secret import Secret
 
@@ -72,6 +73,8 @@ class ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
     max_connections: int = 1000
+    #: Data residency / compliance labels matched by ``require:`` (not Bedrock's AWS ``region``).
+    labels: Labels = msgspec.field(default_factory=dict)
 
 
 class TargetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -98,6 +101,8 @@ class TeamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     models: list[str] | None = None
     rate_limit: RateLimitConfig | None = None
     budget: BudgetConfig | None = None
+    #: Provider labels every target serving this team's requests must have (see ``residency``).
+    require: RequireSpec = msgspec.field(default_factory=dict)
 
 
 class PriceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -126,26 +126,43 @@ class Breaker:
 class TargetHealth:
     """What routing knows about one target. Strategies read it; only the router writes it."""
 
-    __slots__ = ("_alpha", "breaker", "failures", "in_flight", "latency_ms", "requests", "target", "ttft_ms")
+    __slots__ = (
+        "_alpha", "_clock", "_max_age_s", "breaker", "failures", "in_flight", "latency_ms", "requests",
+        "sampled_at", "target", "ttft_ms",
+    )  # fmt: skip
 
-    def __init__(self, target: Target, breaker: Breaker, alpha: float) -> None:
+    def __init__(
+        self, target: Target, breaker: Breaker, alpha: float, clock: Clock, max_age_s: float = 60.0
+    ) -> None:
         self.target = target
         self.breaker = breaker
         self._alpha = alpha
+        self._clock = clock
+        self._max_age_s = max_age_s
         self.in_flight = 0
         self.requests = 0
         self.failures = 0
         #: Moving averages (None until the first sample).
         self.latency_ms: float | None = None
         self.ttft_ms: float | None = None
+        #: Clock time of the newest latency sample.
+        self.sampled_at: float | None = None
+
+    def _stale(self, now: float) -> bool:
+        """An estimate older than ``max_age_s`` is replaced by the next sample, not averaged into."""
+        return self.sampled_at is None or now - self.sampled_at > self._max_age_s
 
     def observe_latency(self, ms: float) -> None:
+        now = self._clock()
         old = self.latency_ms
-        self.latency_ms = ms if old is None else old + self._alpha * (ms - old)
+        self.latency_ms = ms if old is None or self._stale(now) else old + self._alpha * (ms - old)
+        self.sampled_at = now
 
     def observe_ttft(self, ms: float) -> None:
+        now = self._clock()
         old = self.ttft_ms
-        self.ttft_ms = ms if old is None else old + self._alpha * (ms - old)
+        self.ttft_ms = ms if old is None or self._stale(now) else old + self._alpha * (ms - old)
+        self.sampled_at = now
 
     def view(self) -> dict[str, object]:
         b = self.breaker
@@ -163,11 +180,18 @@ class HealthBoard:
     """One :class:`TargetHealth` per (provider, upstream model), shared by every model using it."""
 
     def __init__(
-        self, cfg: BreakerConfig, alpha: float, clock: Clock, targets: Iterable[Target] = ()
+        self,
+        cfg: BreakerConfig,
+        alpha: float,
+        clock: Clock,
+        targets: Iterable[Target] = (),
+        *,
+        max_age_s: float = 60.0,
     ) -> None:
         self._cfg = cfg
         self._alpha = alpha
         self._clock = clock
+        self._max_age_s = max_age_s
         self._by_key: dict[tuple[str, str], TargetHealth] = {}
         for t in targets:
             self.get(t)
@@ -176,7 +200,9 @@ class HealthBoard:
         key = (target.provider, target.model)
         health = self._by_key.get(key)
         if health is None:
-            health = TargetHealth(target, Breaker(self._cfg, self._clock), self._alpha)
+            health = TargetHealth(
+                target, Breaker(self._cfg, self._clock), self._alpha, self._clock, self._max_age_s
+            )
             self._by_key[key] = health
         return health
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from sluice.config.residency import parse_request_requirements
 from sluice.errors import NotFound, ServiceUnavailable, SluiceError
 from sluice.schema import openai as dialect
 from sluice.schema.chat import ChatRequest, ChatResponse
@@ -37,6 +38,9 @@ def identify(request: Request, ctx: RequestContext, chat: ChatRequest) -> None:
     ctx.user = request.headers.get("x-sluice-user") or chat.user or principal_user
     ctx.tags = header_tags(request, chat.metadata)
     ctx.task = request.headers.get("x-sluice-task") or (chat.metadata or {}).get("task")
+    ctx.require = parse_request_requirements(
+        request.headers.get("x-sluice-require") or (chat.metadata or {}).get("require")
+    )
 
 
 async def admit(svc: Services, request: Request, ctx: RequestContext) -> bytes:
@@ -111,6 +115,7 @@ async def embeddings(request: Request) -> Response | StreamResponse:
             or (ctx.principal.user if ctx.principal else None)
         )
         ctx.tags = header_tags(request, None)
+        ctx.require = parse_request_requirements(request.headers.get("x-sluice-require"))
     except SluiceError as exc:
         svc.accounting.fail(ctx, exc)
         return error_response(exc, ctx)
