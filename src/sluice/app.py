@@ -25,6 +25,7 @@ from sluice.pipeline.quotas import Quotas
 from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
+from sluice.routing.shared_health import share_health
 from sluice.schema.context import RequestContext, Result
 from sluice.server import admin_routes, anthropic_routes, openai_routes
 from sluice.server.dispatch import Dispatcher
@@ -115,6 +116,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
         config, adapters, transport, providers=providers, prices=prices, guard=quotas,
         hooks=RouterHooks(shadow_sink=accounting.finish),  # shadow calls get records of their own
     )  # fmt: skip
+    shared_health = await share_health(config.state.url, router.health, config.routing.breaker)
 
     async def terminal(ctx: RequestContext) -> Result:
         return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))
@@ -138,6 +140,8 @@ async def running(config: Config) -> AsyncIterator[Services]:
         svc.draining = True
         await keys.stop()
         await router.aclose(timeout_s=config.server.shutdown_grace_s)  # shadow calls in flight
+        if shared_health is not None:
+            await shared_health.close()
         await writer.close(timeout_s=config.server.shutdown_grace_s)
         await limiter.close()
         if isinstance(alerts, WebhookAlerts):

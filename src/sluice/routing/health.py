@@ -8,13 +8,14 @@ request is let through as a probe, and its outcome closes the breaker or opens i
 Only errors another attempt could fix (429, 5xx, 529, timeouts, connection errors, unreadable
 answers) count as failures: a 400 means the upstream is up.
 
-State is per process: every replica learns from its own traffic.
+State is per process: every replica learns from its own traffic — unless the state backend is
+Redis, when :mod:`sluice.routing.shared_health` mirrors it to every replica (``listener``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Literal, TypeAlias
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Literal, Protocol, TypeAlias
 
 from sluice.config.routing import BreakerConfig
 from sluice.providers.base import Target
@@ -23,6 +24,17 @@ Clock: TypeAlias = Callable[[], float]
 #: ``None``: skip the target; ``"pass"``: a normal attempt; ``"probe"``: the one half-open probe.
 Admission: TypeAlias = Literal["pass", "probe"] | None
 BreakerState: TypeAlias = Literal["closed", "open", "half_open"]
+
+
+class HealthListener(Protocol):
+    """Told of every attempt's outcome (shared health). ``failure`` returns what the attempt loop
+    awaits before it moves on, so the failure is counted everywhere first."""
+
+    def success(self, h: TargetHealth, admission: Admission) -> None: ...
+
+    def failure(self, h: TargetHealth, admission: Admission, kind: str) -> Awaitable[None]: ...
+
+    async def claim_probe(self, h: TargetHealth) -> bool: ...
 
 
 class Breaker:
@@ -93,6 +105,26 @@ class Breaker:
         if self.consecutive >= self._cfg.failures or self._ratio_tripped():
             self._open()
 
+    def force_open(self, remaining_s: float, kind: str | None = None) -> None:
+        """Another replica opened this target's breaker (shared health): skip it for ``remaining_s``."""
+        if kind is not None:
+            self.last_error = kind
+        until = self._clock() + remaining_s
+        if self.state != "open" or until > self.open_until:
+            if self.state != "open":
+                self.opened += 1
+            self.state = "open"
+            self.open_until = until
+        self.probing = False
+
+    def force_close(self) -> None:
+        """Another replica's probe succeeded (shared health)."""
+        if self.state != "closed":
+            self.state = "closed"
+            self.consecutive = 0
+            self.probing = False
+            self._reset_window()
+
     def abandon(self, admission: Admission) -> None:
         """The attempt ended without a verdict (the caller went away): free the probe slot."""
         if admission == "probe":
@@ -127,13 +159,20 @@ class TargetHealth:
     """What routing knows about one target. Strategies read it; only the router writes it."""
 
     __slots__ = (
-        "_alpha", "_clock", "_max_age_s", "breaker", "failures", "in_flight", "latency_ms", "requests",
+        "_alpha", "_board", "_clock", "_max_age_s", "breaker", "failures", "in_flight", "latency_ms", "requests",
         "sampled_at", "target", "ttft_ms",
     )  # fmt: skip
 
     def __init__(
-        self, target: Target, breaker: Breaker, alpha: float, clock: Clock, max_age_s: float = 60.0
+        self,
+        target: Target,
+        breaker: Breaker,
+        alpha: float,
+        clock: Clock,
+        max_age_s: float = 60.0,
+        board: HealthBoard | None = None,
     ) -> None:
+        self._board = board
         self.target = target
         self.breaker = breaker
         self._alpha = alpha
@@ -147,6 +186,10 @@ class TargetHealth:
         self.ttft_ms: float | None = None
         #: Clock time of the newest latency sample.
         self.sampled_at: float | None = None
+
+    @property
+    def listener(self) -> HealthListener | None:
+        return self._board.listener if self._board is not None else None
 
     def _stale(self, now: float) -> bool:
         """An estimate older than ``max_age_s`` is replaced by the next sample, not averaged into."""
@@ -163,6 +206,12 @@ class TargetHealth:
         old = self.ttft_ms
         self.ttft_ms = ms if old is None or self._stale(now) else old + self._alpha * (ms - old)
         self.sampled_at = now
+
+    def shared_latency(self, latency_ms: float, ttft_ms: float | None) -> None:
+        """Estimates merged from every replica (shared health)."""
+        self.latency_ms = latency_ms
+        if ttft_ms is not None:
+            self.ttft_ms = ttft_ms
 
     def view(self) -> dict[str, object]:
         b = self.breaker
@@ -193,6 +242,8 @@ class HealthBoard:
         self._clock = clock
         self._max_age_s = max_age_s
         self._by_key: dict[tuple[str, str], TargetHealth] = {}
+        #: Shared health (Redis), when the state backend is shared: told of every outcome.
+        self.listener: HealthListener | None = None
         for t in targets:
             self.get(t)
 
@@ -201,10 +252,16 @@ class HealthBoard:
         health = self._by_key.get(key)
         if health is None:
             health = TargetHealth(
-                target, Breaker(self._cfg, self._clock), self._alpha, self._clock, self._max_age_s
+                target, Breaker(self._cfg, self._clock), self._alpha, self._clock, self._max_age_s, self
             )
             self._by_key[key] = health
         return health
+
+    def find(self, provider: str, model: str) -> TargetHealth | None:
+        return self._by_key.get((provider, model))
+
+    def all(self) -> list[TargetHealth]:
+        return list(self._by_key.values())
 
     def view(self) -> list[dict[str, object]]:
         return [h.view() for h in self._by_key.values()]
