@@ -27,7 +27,7 @@ from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
 from sluice.routing.shared_health import share_health
 from sluice.schema.context import RequestContext, Result
-from sluice.server import admin_routes, anthropic_routes, openai_routes
+from sluice.server import admin_routes, anthropic_routes, feedback_routes, openai_routes
 from sluice.server.dispatch import Dispatcher
 from sluice.server.services import Services
 from sluice.store.base import StoreUnavailable, create_store
@@ -50,7 +50,9 @@ def validate(config: Config) -> None:
 
 
 def dispatcher() -> Dispatcher:
-    return Dispatcher(openai_routes.routes, anthropic_routes.routes, admin_routes.routes)
+    return Dispatcher(
+        openai_routes.routes, anthropic_routes.routes, admin_routes.routes, feedback_routes.routes
+    )
 
 
 def _spool_path(config: Config) -> Path:

@@ -317,5 +317,9 @@ def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> 
                           "primary_latency_ms", "shadow_latency_ms", "primary_cost_usd", "shadow_cost_usd"])  # fmt: skip
 
 
+from sluice.cli_feedback import feedback  # noqa: E402  (a command group of its own)
+
+main.add_command(feedback)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -45,7 +45,7 @@ def _policy(**extra: Any) -> dict[str, Any]:
                 "base_url": "http://127.0.0.1:9/v1",
                 "labels": {"region": "eu", "compliance": ["self-hosted"]},
             },
-        },  # fmt: skip
+        },
         "models": {
             "open": {"targets": [{"provider": "public", "model": "m"}]},
             "local": {"targets": [{"provider": "gpu", "model": "l"}], "fallback": ["open"]},

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from sluice.config.feedback import FeedbackConfig
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
 from sluice.config.residency import Labels, RequireSpec
 from sluice.config.routing import RouteConfig, RoutingConfig, Strategy
@@ -131,3 +132,4 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+    feedback: FeedbackConfig = msgspec.field(default_factory=FeedbackConfig)

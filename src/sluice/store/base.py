@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from sluice.errors import ConfigError
+from sluice.store.feedback import FeedbackRow, RequestFacts
 from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow
 
@@ -40,6 +41,16 @@ class Store(Protocol):
     async def shadow_rows(self, since: float | None) -> list[ShadowRow]:
         """Shadow calls recorded since ``since`` (oldest first)."""
         ...
+
+    async def request_facts(self, request_id: str) -> RequestFacts | None:
+        """The team, route, model, target and tags of a recorded request (None: no such request)."""
+        ...
+
+    async def insert_feedback(self, row: FeedbackRow) -> None:
+        """Store a feedback report, replacing an earlier one on the same request and metric."""
+        ...
+
+    async def feedback_rows(self, metric: str | None, since: float | None) -> list[FeedbackRow]: ...
 
 
 class StoreUnavailable(Exception):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sluice.store.base import StoreUnavailable
+from sluice.store.feedback import FEEDBACK_COLUMNS, REQUEST_FACTS_SELECT, FeedbackRow, RequestFacts
 from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row
 from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS, ddl
@@ -159,3 +160,18 @@ class SQLiteStore:
         sql = _SHADOW_SELECT + " WHERE shadow_of IS NOT NULL AND ts >= ? ORDER BY ts"
         rows = await self._run(lambda c: c.execute(sql, (since or 0.0,)).fetchall())
         return [ShadowRow(*r) for r in rows]
+
+    # ------------------------------------------------------------------ feedback (store/feedback.py)
+
+    async def request_facts(self, request_id: str) -> RequestFacts | None:
+        row = await self._run(lambda c: c.execute(REQUEST_FACTS_SELECT + "?", (request_id,)).fetchone())
+        return RequestFacts(*row) if row is not None else None
+
+    async def insert_feedback(self, row: FeedbackRow) -> None:
+        sql = f"INSERT OR REPLACE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})"
+        await self._run(lambda c: c.execute(sql, row.as_tuple()))
+
+    async def feedback_rows(self, metric: str | None, since: float | None) -> list[FeedbackRow]:
+        sql = f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback WHERE ts >= ? AND (? IS NULL OR metric = ?) ORDER BY ts"
+        rows = await self._run(lambda c: c.execute(sql, (since or 0.0, metric, metric)).fetchall())
+        return [FeedbackRow(*r) for r in rows]
