@@ -24,6 +24,7 @@ from sluice.pipeline.core import compose
 from sluice.pipeline.quotas import Quotas
 from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
+from sluice.routing.adaptive import AdaptiveSync
 from sluice.routing.router import Router, RouterHooks
 from sluice.routing.shared_health import share_health
 from sluice.schema.context import RequestContext, Result
@@ -119,6 +120,8 @@ async def running(config: Config) -> AsyncIterator[Services]:
         hooks=RouterHooks(shadow_sink=accounting.finish),  # shadow calls get records of their own
     )  # fmt: skip
     shared_health = await share_health(config.state.url, router.health, config.routing.breaker)
+    adaptive = AdaptiveSync(store, router.adaptive)  # feedback statistics, shared through the store
+    await adaptive.start()
 
     async def terminal(ctx: RequestContext) -> Result:
         return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))
@@ -144,6 +147,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
         await router.aclose(timeout_s=config.server.shutdown_grace_s)  # shadow calls in flight
         if shared_health is not None:
             await shared_health.close()
+        await adaptive.close()
         await writer.close(timeout_s=config.server.shutdown_grace_s)
         await limiter.close()
         if isinstance(alerts, WebhookAlerts):

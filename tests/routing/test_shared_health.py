@@ -34,3 +34,37 @@ async def test_redis_down_falls_back_to_the_local_view() -> None:
 async def test_in_memory_state_shares_nothing() -> None:
     board = HealthBoard(BreakerConfig(), 0.3, Clock())
     assert await share_health("memory://", board, BreakerConfig()) is None and board.listener is None
+
+
+async def test_an_open_breaker_reaches_the_other_replica_by_pubsub() -> None:
+    import asyncio
+    import uuid
+
+    from tests.conftest import require_service
+
+    require_service("redis", 6379)
+    cfg = BreakerConfig(failures=2, error_ratio=None, cooldown_s=5)
+    boards = [HealthBoard(cfg, 0.3, time.monotonic) for _ in range(2)]
+    prefix = f"test:{uuid.uuid4().hex[:12]}:h:"
+    shared = [SharedHealth("redis://127.0.0.1:6379/0", b, cfg, prefix=prefix, sync_s=3600) for b in boards]
+    for s in shared:
+        await s.start()
+    try:
+        await asyncio.sleep(0.2)  # subscribed
+        a, b = (board.get(Target("p", "m")) for board in boards)
+        await shared[0].failure(a, "pass", "server")
+        await shared[1].failure(b, "pass", "server")  # the second failure, seen by the other replica
+        for _ in range(50):
+            if a.breaker.state == "open":
+                break
+            await asyncio.sleep(0.01)
+        assert a.breaker.state == b.breaker.state == "open", "no sync ran: the message did it"
+        assert 4 < a.breaker.retry_in() <= 5
+    finally:
+        for s in shared:
+            await s.close()
+        import redis.asyncio as aioredis
+
+        r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+        await r.delete(f"{prefix}p:m", f"{prefix}p:m:probe")
+        await r.aclose()

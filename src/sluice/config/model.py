@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from sluice.config.adaptive import AdaptiveConfig
 from sluice.config.feedback import FeedbackConfig
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
 from sluice.config.residency import Labels, RequireSpec
@@ -95,6 +96,8 @@ class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     #: Models tried after this one's targets, in order (after a route's own ``fallback``).
     fallback: list[str] = msgspec.field(default_factory=list)
     owned_by: str = "sluice"
+    #: The parameters of ``strategy: adaptive`` (required by it, refused without it).
+    adaptive: AdaptiveConfig | None = None
 
 
 class TeamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

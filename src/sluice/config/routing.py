@@ -32,7 +32,7 @@ RetryKind = Literal["rate_limited", "overloaded", "timeout", "server", "connecti
 FallbackKind = Literal[
     "rate_limited", "overloaded", "timeout", "server", "connection", "bad_response", "context_window"
 ]
-Strategy = Literal["fallback", "weighted", "least_latency", "least_busy", "cheapest"]
+Strategy = Literal["fallback", "weighted", "least_latency", "least_busy", "cheapest", "adaptive"]
 
 RETRY_KINDS: Final[tuple[RetryKind, ...]] = (
     "rate_limited", "overloaded", "timeout", "server", "connection", "bad_response",

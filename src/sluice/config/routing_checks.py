@@ -17,6 +17,7 @@ from sluice.errors import ConfigError
 def check_routing(config: Config, origin: str) -> None:
     for name, model in config.models.items():
         _check_targets(name, model, origin)
+        _check_adaptive(config, name, model, origin)
         _check_model_names(config, model.fallback, f"$.models.{name}.fallback", origin)
         if name in model.fallback:
             raise ConfigError(
@@ -216,3 +217,30 @@ def _satisfiable(config: Config, model: str, reqs: Requirements) -> bool:
 
 def _describe(spec: Requirements) -> str:
     return " and ".join(r.describe() for r in spec)
+
+
+def _check_adaptive(config: Config, name: str, model: ModelConfig, origin: str) -> None:
+    path = f"$.models.{name}"
+    a = model.adaptive
+    if model.strategy != "adaptive":
+        if a is not None:
+            raise _fail(origin, "adaptive only applies with strategy: adaptive", f"{path}.adaptive")
+        return
+    if a is None:
+        raise _fail(origin, "strategy: adaptive needs adaptive: {metric: ...}", f"{path}.adaptive")
+    metric = config.feedback.metrics.get(a.metric)
+    if metric is None:
+        raise _fail(
+            origin,
+            f"unknown metric '{a.metric}' (declare it under feedback.metrics)",
+            f"{path}.adaptive.metric",
+        )
+    if metric.type == "float" and (metric.min is None or metric.max is None):
+        raise _fail(
+            origin, f"metric '{a.metric}' needs min and max to be optimised (values are scaled to 0..1)",
+            f"{path}.adaptive.metric",
+        )  # fmt: skip
+    if a.min_share * len(model.targets) > 1:
+        raise _fail(origin, "min_share times the number of targets exceeds 1", f"{path}.adaptive.min_share")
+    if a.min_samples > a.memory:
+        raise _fail(origin, "min_samples cannot exceed memory", f"{path}.adaptive.min_samples")

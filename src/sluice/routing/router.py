@@ -29,6 +29,7 @@ from sluice.config.routing import RetryConfig
 from sluice.errors import NotFound, SluiceError
 from sluice.pricing import PriceBook, cost
 from sluice.providers.base import ChatAdapter, Target
+from sluice.routing.adaptive import AdaptiveBook
 from sluice.routing.attempt import AttemptGuard
 from sluice.routing.calls import Call, ChatCall, EmbedCall, StreamCall
 from sluice.routing.health import HealthBoard
@@ -82,6 +83,7 @@ class Router:
             routing.breaker, routing.latency_alpha, hooks.clock, max_age_s=routing.latency_max_age_s
         )
         self.residency = Residency(config)
+        self.adaptive = AdaptiveBook(config)
         self.budget = RetryBudget(routing.retry_budget)
         self._env = LoopEnv(
             self.health, self.budget, dict(providers or config.providers), hooks.clock, hooks.sleep,
@@ -156,7 +158,13 @@ class Router:
             if strategy == "cheapest" and req is not None and shape.prompt_tokens == 0:
                 shape = shape_of(req)
             fresh = self._freshness() if strategy == "least_latency" else None
-            for opt in order(strategy, self._options[model], shape, rand, fresh):
+            if strategy == "adaptive":
+                ordered, why = self.adaptive.order(model, self._options[model])
+                if ctx is not None:
+                    ctx.route_reason = f"{ctx.route_reason}; {why}" if ctx.route_reason else why
+            else:
+                ordered = order(strategy, self._options[model], shape, rand, fresh)
+            for opt in ordered:
                 key = (opt.target.provider, opt.target.model)
                 if key not in seen:
                     seen.add(key)
@@ -228,7 +236,8 @@ class Router:
 
     def health_view(self) -> dict[str, object]:
         return {"targets": self.health.view(), "retry_budget": self.budget.view(),
-                "shadow_in_flight": len(self.shadows.tasks), "shadow_targets": self.shadow_health.view()}  # fmt: skip
+                "shadow_in_flight": len(self.shadows.tasks), "shadow_targets": self.shadow_health.view(),
+                "adaptive": [self.adaptive.view(m, self._options[m]) for m in self.adaptive.models]}  # fmt: skip
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
         await self.shadows.aclose(timeout_s)

@@ -238,17 +238,22 @@ class SharedHealth:
 
     async def _subscribe(self) -> None:
         while True:
+            pubsub = self._redis.pubsub()
             try:
-                pubsub = self._redis.pubsub()
                 await pubsub.subscribe(self._channel)
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                while True:
+                    # A bounded wait, so a silent channel is not mistaken for a dead socket.
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
                         self._apply(message["data"])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, TimeoutError):
                 self.up = False
                 await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pubsub.aclose(), self._timeout * 4)  # type: ignore[no-untyped-call]
 
     def _apply(self, data: bytes) -> None:
         with contextlib.suppress(ValueError, msgspec.DecodeError):

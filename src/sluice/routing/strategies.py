@@ -111,7 +111,7 @@ def order(
     rand: Callable[[], float],
     fresh: Freshness | None = None,
 ) -> list[Option]:
-    if len(options) < 2 or strategy == "fallback":
+    if len(options) < 2 or strategy in ("fallback", "adaptive"):  # adaptive: the Router's AdaptiveBook
         return list(options)
     if strategy == "weighted":
         return weighted(options, rand)

@@ -44,6 +44,9 @@ async def feedback(request: Request) -> Response:
             provider=facts.provider, target_model=facts.target_model,
         )  # fmt: skip
         await svc.store.insert_feedback(row)
+        svc.router.adaptive.observe(row)  # counts at once here; other replicas read it from the store
+        # Hook: once the response cache exists, a report with routing.feedback.negative(...) true
+        # evicts the cached answer of row.request_id here.
     except SluiceError as exc:
         return error_response(exc, None)
     body = {"object": "feedback", "request_id": row.request_id, "metric": row.metric, "value": report.value,
