@@ -281,13 +281,17 @@ def routes() -> None:
 @json_option
 def routes_explain(config_path: str | None, as_json: bool, prompt_tokens: int, **facts: str | None) -> None:
     """Which route and targets a request would get, and why."""
+    from sluice.routing.adaptive import AdaptiveBook, AdaptiveSync
     from sluice.routing.explain import explain, explain_text
     from sluice.routing.routes import Facts
 
     config = _load(config_path)
     tags = tuple(t.strip() for t in (facts.pop("tags") or "").split(",") if t.strip())
+    book = AdaptiveBook(config)
+    if book.models:  # adaptive models: their current shares come from the stored feedback
+        _with_store(config, lambda s: AdaptiveSync(s, book).refresh())
     try:
-        result = explain(config, Facts(key=facts.pop("key_id"), tags=tags, **facts), prompt_tokens)
+        result = explain(config, Facts(key=facts.pop("key_id"), tags=tags, **facts), prompt_tokens, book)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result, indent=2) if as_json else explain_text(result))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import openai
@@ -25,9 +26,15 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 server: {{admin_key: env:SLUICE_TEST_ADMIN_KEY}}
 store: {{url: "sqlite:///{workdir}/sluice.db", flush_interval_s: 0.05}}
 providers:
-  up: {{type: openai, base_url: "{fake.base_url}", api_key: env:SLUICE_TEST_UPSTREAM_KEY}}
+  up: {{type: openai, base_url: "{fake.base_url}", api_key: env:SLUICE_TEST_UPSTREAM_KEY, labels: {{region: us}}}}
+  local: {{type: openai, base_url: "{fake.base_url}", api_key: env:SLUICE_TEST_UPSTREAM_KEY,
+          labels: {{region: eu, compliance: [self-hosted]}}}}
 models:
   chat: {{targets: [{{provider: up, model: f-chat}}]}}
+  assistant:
+    strategy: adaptive
+    adaptive: {{metric: helpful, min_samples: 5, min_share: 0.05, memory: 50}}
+    targets: [{{provider: up, model: a-good}}, {{provider: local, model: a-bad}}]
 routes:
   - {{name: support, match: {{tags: [support]}}, model: chat}}
 teams: {{eng: {{}}, ops: {{}}}}
@@ -94,3 +101,43 @@ def test_feedback_is_scoped_validated_stored_and_reported(gw: Gateway) -> None:
         and tags[("helpful", "thumbs")] == 1
         and tags[("rating", "support")] == 1
     )
+
+
+def test_a_request_can_narrow_residency_and_gets_a_400_naming_what_nothing_meets(gw: Gateway) -> None:
+    eng = next(iter(gw.keys.values()))
+    client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=eng, max_retries=0)
+    msg: Any = [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="chat", messages=msg, extra_headers={"x-sluice-require": "region=eu"}
+        )
+    assert "region in [eu] (required by the request)" in str(err.value)
+    for _ in range(5):
+        answer = client.chat.completions.create(
+            model="assistant", messages=msg, extra_headers={"x-sluice-require": "compliance=self-hosted"}
+        )
+        assert answer.model == "a-bad", "only the self-hosted target may serve it"
+    with pytest.raises(openai.BadRequestError, match="x-sluice-require"):
+        client.chat.completions.create(
+            model="chat", messages=msg, extra_headers={"x-sluice-require": "region"}
+        )
+
+
+def test_adaptive_shares_follow_the_feedback_and_explain_shows_them(gw: Gateway) -> None:
+    eng = next(iter(gw.keys.values()))
+    client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=eng, max_retries=0)
+    msg: Any = [{"role": "user", "content": "hi"}]
+    for _ in range(40):
+        raw = client.chat.completions.with_raw_response.create(model="assistant", messages=msg)
+        helpful = raw.parse().model == "a-good"  # the feedback client judges the answer
+        r = _post(gw, eng, {"request_id": raw.headers["x-request-id"], "metric": "helpful", "value": helpful})
+        assert r.status_code == 200
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    [view] = httpx.get(gw.base_url + "/admin/health", headers=admin).json()["adaptive"]
+    shares = {t["model"]: t["share"] for t in view["targets"]}
+    assert shares["a-good"] > 0.8 and shares["a-bad"] >= 0.02, view
+    out = gw.cli("routes", "explain", "--config", str(gw.config_path), "--model", "assistant", "--json")
+    [plan] = json.loads(out.stdout)["plans"].values()
+    [m] = plan["models"]
+    assert "Thompson sampling on 'helpful'" in m["order"]
+    assert [t["model"] for t in m["targets"]] == ["a-good", "a-bad"] and m["targets"][0]["share"] > 0.8

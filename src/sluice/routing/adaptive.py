@@ -40,6 +40,7 @@ from sluice.store.feedback import FeedbackRow
 
 log = logging.getLogger("sluice.routing")
 _SEEN_MAX = 200_000
+_OVERLAP_S = 30.0
 #: Prompt size assumed when the cost weight compares targets.
 _COST_PROMPT_TOKENS = 500
 
@@ -71,7 +72,7 @@ class AdaptiveBook:
         self._discount = {metric: 1.0 - 1.0 / m for metric, m in memory.items()}
         self._arms: dict[str, dict[tuple[str, str], Arm]] = {metric: {} for metric in memory}
         self._seen: OrderedDict[str, float] = OrderedDict()
-        #: Newest feedback row time read from the store.
+        #: Newest feedback row time read from the store (``AdaptiveSync``).
         self.watermark = 0.0
 
     def arm(self, metric: str, provider: str, model: str) -> Arm:
@@ -79,7 +80,6 @@ class AdaptiveBook:
 
     def observe(self, row: FeedbackRow) -> bool:
         """Count one stored report (once: a row already counted is skipped). True if counted."""
-        self.watermark = max(self.watermark, row.ts)
         arms = self._arms.get(row.metric)
         metric = self._metrics.get(row.metric)
         if arms is None or metric is None or row.provider is None or row.target_model is None:
@@ -203,10 +203,15 @@ class AdaptiveSync:
         self._task = asyncio.create_task(self._loop(), name="sluice-adaptive-sync")
 
     async def refresh(self) -> int:
+        """Count the rows stored since the last read. Reads overlap by ``_OVERLAP_S`` (a row
+        another replica stamped a little earlier may land late); counted rows are skipped."""
+        book = self._book
+        since = book.watermark - _OVERLAP_S if book.watermark else None
         counted = 0
-        for metric in {a.metric for a in self._book.models.values()}:
-            rows = await self._store.feedback_rows(metric, self._book.watermark or None)
-            counted += sum(self._book.observe(r) for r in rows)
+        for metric in sorted({a.metric for a in book.models.values()}):
+            rows = await self._store.feedback_rows(metric, since)
+            counted += sum(book.observe(r) for r in rows)
+            book.watermark = max([book.watermark, *(r.ts for r in rows)])
         return counted
 
     async def _loop(self) -> None:

@@ -13,6 +13,7 @@ from sluice.config.model import Config
 from sluice.config.residency import Requirements, requirements_from, unmet
 from sluice.config.routing import RouteConfig
 from sluice.pricing import PriceBook
+from sluice.routing.adaptive import AdaptiveBook
 from sluice.routing.routes import Facts, Plan, RouteTable
 from sluice.routing.strategies import ASSUMED_OUTPUT_TOKENS, Option, Shape, cheapest, make_option
 from sluice.store.records import ShadowRow
@@ -26,16 +27,24 @@ _LIVE = {
 }
 
 
-def explain(config: Config, facts: Facts, prompt_tokens: int = EXPLAIN_PROMPT_TOKENS) -> dict[str, Any]:
+def explain(
+    config: Config,
+    facts: Facts,
+    prompt_tokens: int = EXPLAIN_PROMPT_TOKENS,
+    book: AdaptiveBook | None = None,
+) -> dict[str, Any]:
     """The route a request with these facts gets, why, and each model and target it may be sent to,
-    in the order its strategy would try them."""
+    in the order its strategy would try them. ``book``: the feedback statistics of ``adaptive``
+    models (loaded from the store by the CLI), for their current shares."""
     table = RouteTable(config.routes, config.models, config.routing, config.server.request_timeout_s)
     if facts.model not in config.models:
         raise ValueError(f"model '{facts.model}' does not exist in the policy")
     matched = table.match(facts)
     route_cfg = matched.cfg if matched is not None else None
     name, model, reason = table.choose(facts, None)
-    ctx = _Context(config, _requirements(config, facts.team, route_cfg), prompt_tokens)
+    ctx = _Context(
+        config, _requirements(config, facts.team, route_cfg), prompt_tokens, book or AdaptiveBook(config)
+    )
     out: dict[str, Any] = {"route": name, "reason": reason}
     if route_cfg is not None and route_cfg.complexity is not None:
         c = route_cfg.complexity
@@ -60,6 +69,7 @@ class _Context:
     config: Config
     reqs: Requirements
     prompt_tokens: int
+    book: AdaptiveBook
     prices: PriceBook = field(init=False)
 
     def __post_init__(self) -> None:
@@ -81,8 +91,9 @@ def _requirements(config: Config, team: str | None, route: RouteConfig | None) -
     return reqs
 
 
-def _ordered(ctx: _Context, name: str) -> tuple[list[Option], str]:
-    """A model's targets in the order its strategy uses, and how it decides."""
+def _ordered(ctx: _Context, name: str) -> tuple[list[Option], str, dict[tuple[str, str], dict[str, Any]]]:
+    """A model's targets in the order its strategy uses, how it decides, and per target what the
+    strategy knows (adaptive: the current share, mean quality and reports)."""
     m = ctx.config.models[name]
     options = [
         make_option(t, ctx.prices, ctx.config.providers[t.provider].type, _NoLoad()) for t in m.targets
@@ -90,19 +101,24 @@ def _ordered(ctx: _Context, name: str) -> tuple[list[Option], str]:
     if m.strategy == "cheapest":
         shape = Shape(prompt_tokens=ctx.prompt_tokens, output_tokens=ASSUMED_OUTPUT_TOKENS)
         why = f"cheapest first for ~{ctx.prompt_tokens} prompt + {ASSUMED_OUTPUT_TOKENS} output tokens"
-        return cheapest(options, shape), why
+        return cheapest(options, shape), why, {}
+    if m.strategy == "adaptive":
+        view = ctx.book.view(name, options)
+        known = {(t["provider"], t["model"]): t for t in view["targets"]}
+        ranked = sorted(options, key=lambda o: -known[(o.target.provider, o.target.model)]["share"])
+        return ranked, str(view["rule"]), known
     if m.strategy == "weighted":
         total = sum(o.target.weight for o in options)
         ranked = sorted(options, key=lambda o: -o.target.weight)
-        return ranked, f"random order, each target first in proportion to its weight (of {total:g})"
-    return options, _LIVE.get(m.strategy, "in policy order")
+        return ranked, f"random order, each target first in proportion to its weight (of {total:g})", {}
+    return options, _LIVE.get(m.strategy, "in policy order"), {}
 
 
 def _plan(ctx: _Context, plan: Plan) -> dict[str, Any]:
     models = []
     for name in plan.models:
         m = ctx.config.models[name]
-        options, why = _ordered(ctx, name)
+        options, why, known = _ordered(ctx, name)
         targets = []
         for o in options:
             t = o.target
@@ -115,6 +131,9 @@ def _plan(ctx: _Context, plan: Plan) -> dict[str, Any]:
             }  # fmt: skip
             if m.strategy == "weighted":
                 entry["share"] = round(t.weight / sum(x.target.weight for x in options), 4)
+            k = known.get((t.provider, t.model))
+            if k is not None:
+                entry.update(share=k["share"], mean=k["mean"], reports=k["reports"])
             if m.strategy == "cheapest" and o.price is not None:
                 entry["est_cost_usd"] = float(
                     ctx.prompt_tokens * o.price.input_per_token
@@ -163,7 +182,7 @@ def explain_text(result: dict[str, Any]) -> str:
                     lines.append(f"  -  {t['provider']}/{t['model']}  never used: not {t['excluded']}")
                     continue
                 n += 1
-                keys = ("weight", "share", "est_cost_usd", "timeout_s", "max_input_tokens")
+                keys = ("weight", "share", "mean", "reports", "est_cost_usd", "timeout_s", "max_input_tokens")
                 extra = "".join(f", {k} {t[k]}" for k in keys if t.get(k) is not None)
                 lines.append(
                     f"  {n}. {t['provider']}/{t['model']}  (model '{m['model']}', {m['strategy']}{extra})"
