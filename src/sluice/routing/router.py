@@ -169,9 +169,10 @@ class Router:
                 if key not in seen:
                     seen.add(key)
                     out.append(opt)
-        if ctx is None:
+        reqs = self.residency.of(ctx) if ctx is not None else ()
+        if not reqs or ctx is None:
             return out
-        return self.residency.allowed(out, self.residency.of(ctx), ctx)
+        return self.residency.allowed(out, reqs, ctx)
 
     def _freshness(self) -> Freshness:
         r = self.config.routing

@@ -283,7 +283,7 @@ class SharedHealth:
         healths = self._board.all()
         for h in healths:
             n = pending.get((h.target.provider, h.target.model), 0)
-            if n or h.latency_ms is not None:
+            if n:  # successes since the last sync (and the estimate they moved)
                 await self._report_ok(h, probe=False, n=n)
         if not healths:
             return
