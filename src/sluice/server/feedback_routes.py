@@ -1,12 +1,14 @@
 """``POST /v1/feedback`` (a gateway key rates one of its team's answers) and ``GET /admin/feedback``.
 
-A request id of another team answers 404, exactly like an unknown one, so ids never leak. The rated
-request's record may still be in the writer's queue (records are written in batches): the handler
-flushes the queue once before it concludes the request is unknown.
+A request id of another team answers 404, exactly like an unknown one (same path, same delay), so
+ids never leak. The rated request's record may still be on its way to the store (records are
+written in batches): the handler flushes the queue and looks again for up to half a second before
+it concludes the request is unknown.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -17,11 +19,14 @@ from sluice.server.admin_routes import _check_admin, parse_since
 from sluice.server.dispatch import RouteTable
 from sluice.server.http import presented_key, read_json_body
 from sluice.server.render import error_response
+from sluice.server.services import Services
 from sluice.server.wire import Request, Response
-from sluice.store.feedback import FeedbackRow
+from sluice.store.feedback import FeedbackRow, RequestFacts
 
 routes = RouteTable()
 _MAX_BODY = 16 * 1024
+_LOOKUPS = 5
+_LOOKUP_WAIT_S = 0.5
 
 
 @routes.post("/v1/feedback")
@@ -30,12 +35,7 @@ async def feedback(request: Request) -> Response:
     try:
         principal = await svc.keys.authenticate(presented_key(request))
         report, value = validate(svc.config.feedback, await read_json_body(request, _MAX_BODY))
-        facts = await svc.store.request_facts(report.request_id)
-        if facts is None and svc.writer.pending:
-            await svc.writer.flush()
-            facts = await svc.store.request_facts(report.request_id)
-        if facts is None or facts.team != principal.team:
-            raise NotFound(f"no request '{report.request_id}' for this key's team", param="request_id")
+        facts = await _visible_request(svc, report.request_id, principal.team)
         tags = list(dict.fromkeys([*json.loads(facts.tags or "[]"), *(report.tags or [])]))
         row = FeedbackRow(
             id=f"{report.request_id}:{report.metric}", ts=time.time(), request_id=report.request_id,
@@ -52,6 +52,22 @@ async def feedback(request: Request) -> Response:
     body = {"object": "feedback", "request_id": row.request_id, "metric": row.metric, "value": report.value,
             "route": row.route, "model": row.model, "target": f"{row.provider}/{row.target_model}"}  # fmt: skip
     return Response(200, encode(body))
+
+
+async def _visible_request(svc: Services, request_id: str, team: str) -> RequestFacts:
+    """The rated request, if it belongs to ``team``. Its record may still be on its way to the
+    store (written in batches, possibly by a batch in flight), so it is looked for a few times
+    over ``_LOOKUP_WAIT_S``. An unknown id and another team's id take the same path and the same
+    time to the same 404, so neither whether an id exists nor whose it is can be learnt."""
+    for attempt in range(_LOOKUPS):
+        if svc.writer.pending:
+            await svc.writer.flush()
+        facts = await svc.store.request_facts(request_id)
+        if facts is not None and facts.team == team:
+            return facts
+        if attempt + 1 < _LOOKUPS:
+            await asyncio.sleep(_LOOKUP_WAIT_S / _LOOKUPS)
+    raise NotFound(f"no request '{request_id}' for this key's team", param="request_id")
 
 
 @routes.get("/admin/feedback")
