@@ -141,6 +141,7 @@ class SharedHealth:
         self._spawned: set[asyncio.Task[Any]] = set()
         #: Redis answered the last call (False: this replica uses its own view).
         self.up = True
+        self._closing = False
 
     def _keys(self, h: TargetHealth) -> list[str]:
         base = f"{self._prefix}{h.target.provider}:{h.target.model}"
@@ -154,11 +155,17 @@ class SharedHealth:
         ]
 
     async def close(self) -> None:
+        """Stop sharing, within about a second whatever Redis does (a cancellation that a Redis
+        read swallows must not hold up the shutdown)."""
         self._board.listener = None
-        for task in self._tasks:
+        self._closing = True
+        tasks = [*self._tasks, *self._spawned]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._spawned, return_exceptions=True)
-        await self._redis.aclose()
+        if tasks:
+            await asyncio.wait(tasks, timeout=self._timeout * 4)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._redis.aclose(), self._timeout * 4)
 
     async def _call(self, script: Any, keys: Sequence[str], args: Sequence[object]) -> Any:
         try:
@@ -237,11 +244,11 @@ class SharedHealth:
     # ------------------------------------------------------------------ background
 
     async def _subscribe(self) -> None:
-        while True:
+        while not self._closing:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
-                while True:
+                while not self._closing:
                     # A bounded wait, so a silent channel is not mistaken for a dead socket.
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
@@ -268,7 +275,7 @@ class SharedHealth:
                 h.breaker.force_close()
 
     async def _sync_forever(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self._sync_s)
             try:
                 await self.sync()
