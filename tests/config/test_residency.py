@@ -106,3 +106,11 @@ def test_malformed_labels_are_refused_with_their_path() -> None:
     policy["providers"]["gpu"]["labels"] = {"region": []}
     with pytest.raises(ConfigError, match="at least one value"):
         parse_config(policy)
+
+
+def test_a_route_serving_the_requested_model_needs_only_one_model_that_can_comply() -> None:
+    ok = [{"name": "eu", "match": {"tags": ["eu"]}, "require": {"region": "eu"}}]
+    parse_config(_policy(routes=ok))  # 'local' can comply; a request for 'open' gets a 400 at run time
+    bad = [{"name": "ap", "match": {"tags": ["ap"]}, "require": {"region": "ap"}}]
+    with pytest.raises(ConfigError, match="no target of any model"):
+        parse_config(_policy(routes=bad))

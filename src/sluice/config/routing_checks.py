@@ -173,17 +173,22 @@ def _check_route_residency(
     firsts = [route.model] if route.model else []
     if route.complexity is not None:
         firsts = [route.complexity.small, route.complexity.large]
-    if not firsts:
-        firsts = (
-            list(config.models) if route.match.model is None else [m for m, _ in _each(route.match.model, "")]
-        )
     for first in firsts:
-        chain = [first, *route.fallback, *_fallbacks(config, first)]
-        if not any(_satisfiable(config, m, spec) for m in chain):
+        if not any(_satisfiable(config, m, spec) for m in _chain(config, route, first)):
             raise _fail(
                 origin,
                 f"route '{route.name}': no target of '{first}' or its fallbacks meets the requirements "
                 f"{_describe(spec)}",
+                path,
+            )
+    if not firsts:  # the route serves the requested model: at least one it may be asked for must do
+        asked = (
+            list(config.models) if route.match.model is None else [m for m, _ in _each(route.match.model, "")]
+        )
+        if not any(_satisfiable(config, m, spec) for first in asked for m in _chain(config, route, first)):
+            raise _fail(
+                origin,
+                f"route '{route.name}': no target of any model meets the requirements {_describe(spec)}",
                 path,
             )
     if route.shadow is not None and not _satisfiable(config, route.shadow.model, spec):
@@ -193,6 +198,10 @@ def _check_route_residency(
             f"requirements {_describe(spec)}",
             path,
         )
+
+
+def _chain(config: Config, route: RouteConfig, first: str) -> list[str]:
+    return [first, *route.fallback, *_fallbacks(config, first)]
 
 
 def _fallbacks(config: Config, model: str) -> list[str]:
