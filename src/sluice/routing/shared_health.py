@@ -191,12 +191,16 @@ class SharedHealth:
         key = (h.target.provider, h.target.model)
         self._successes[key] = self._successes.get(key, 0) + 1
 
-    def failure(self, h: TargetHealth, admission: Admission, kind: str) -> asyncio.Task[None]:
-        """A failure counted in Redis; the attempt loop waits for the returned task."""
-        return self._spawn(self._report_failure(h, admission == "probe", kind))
+    def failure(self, h: TargetHealth, admission: Admission, kind: str) -> asyncio.Task[None] | None:
+        """A failure counted in Redis; the attempt loop waits for the returned task. While Redis
+        is down the report is still tried, in the background: nobody waits for it."""
+        task = self._spawn(self._report_failure(h, admission == "probe", kind))
+        return task if self.up else None
 
     async def claim_probe(self, h: TargetHealth) -> bool:
         """Whether this replica may send the one recovery probe (Redis down: yes, locally)."""
+        if not self.up:
+            return True
         out = await self._call(self._probe, self._keys(h)[::-1], [int(self._cfg.cooldown_s * 1000) or 1000])
         if out is None:
             return True
