@@ -25,9 +25,11 @@ from sluice.pipeline.core import compose
 from sluice.pipeline.quotas import Quotas
 from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
+from sluice.routing.adaptive import AdaptiveSync
 from sluice.routing.router import Router, RouterHooks
+from sluice.routing.shared_health import share_health
 from sluice.schema.context import RequestContext, Result
-from sluice.server import admin_routes, anthropic_routes, openai_routes
+from sluice.server import admin_routes, anthropic_routes, feedback_routes, openai_routes
 from sluice.server.dispatch import Dispatcher, RouteTable
 from sluice.server.services import Services
 from sluice.store.base import Store, StoreUnavailable, create_store, store_location
@@ -64,6 +66,7 @@ def route_tables() -> list[RouteTable]:
         openai_routes.routes,
         anthropic_routes.routes,
         admin_routes.routes,
+        feedback_routes.routes,
     ]
 
 
@@ -132,6 +135,9 @@ async def running(config: Config) -> AsyncIterator[Services]:
         config, adapters, transport, providers=providers, prices=prices, guard=quotas,
         hooks=RouterHooks(shadow_sink=accounting.finish),  # shadow calls get records of their own
     )  # fmt: skip
+    shared_health = await share_health(config.state.url, router.health, config.routing.breaker)
+    adaptive = AdaptiveSync(store, router.adaptive)  # feedback statistics, shared through the store
+    await adaptive.start()
 
     async def terminal(ctx: RequestContext) -> Result:
         return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))
@@ -158,6 +164,9 @@ async def running(config: Config) -> AsyncIterator[Services]:
             await reports.close()
         await keys.stop()
         await router.aclose(timeout_s=config.server.shutdown_grace_s)  # shadow calls in flight
+        if shared_health is not None:
+            await shared_health.close()
+        await adaptive.close()
         await writer.close(timeout_s=config.server.shutdown_grace_s)
         await limiter.close()
         if isinstance(alerts, WebhookAlerts):

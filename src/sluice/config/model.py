@@ -11,8 +11,11 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from sluice.config.adaptive import AdaptiveConfig
+from sluice.config.feedback import FeedbackConfig
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
 from sluice.config.reports import ReportsConfig
+from sluice.config.residency import Labels, RequireSpec
 from sluice.config.routing import RouteConfig, RoutingConfig, Strategy
 from sluice.config.secret import Secret
 
@@ -74,6 +77,8 @@ class ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
     max_connections: int = 1000
+    #: Data residency / compliance labels matched by ``require:`` (not Bedrock's AWS ``region``).
+    labels: Labels = msgspec.field(default_factory=dict)
 
 
 class TargetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -93,6 +98,8 @@ class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     #: Models tried after this one's targets, in order (after a route's own ``fallback``).
     fallback: list[str] = msgspec.field(default_factory=list)
     owned_by: str = "sluice"
+    #: The parameters of ``strategy: adaptive`` (required by it, refused without it).
+    adaptive: AdaptiveConfig | None = None
 
 
 class TeamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -100,6 +107,8 @@ class TeamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     models: list[str] | None = None
     rate_limit: RateLimitConfig | None = None
     budget: BudgetConfig | None = None
+    #: Provider labels every target serving this team's requests must have (see ``residency``).
+    require: RequireSpec = msgspec.field(default_factory=dict)
 
 
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
@@ -145,3 +154,4 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
+    feedback: FeedbackConfig = msgspec.field(default_factory=FeedbackConfig)

@@ -115,6 +115,12 @@ class AttemptLoop(Generic[T]):
             return CONTINUE
         health = self._env.health.get(t)
         admission = health.breaker.admit()
+        if (
+            admission == "probe"
+            and health.listener is not None
+            and not await health.listener.claim_probe(health)
+        ):
+            admission = None  # another replica sends the one probe (claim_probe re-opened the breaker)
         if admission is None:
             self._open = self._open or health
             self._note(f"skipped {t.provider}/{t.model}: circuit open")
@@ -193,6 +199,8 @@ class AttemptLoop(Generic[T]):
                 attempt.status = exc.upstream_status
             attempt.error_kind = exc.kind
             tracker.end(exc.kind)
+            if tracker.report is not None:
+                await tracker.report  # counted by every replica before the next attempt (bounded)
             return self._after_failure(opt, exc, again)
         except BaseException:
             tracker.end(None, abandoned=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 from sluice.config.limits import LevelLimits
+from sluice.config.residency import Requirements
 from sluice.errors import SluiceError
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
@@ -115,6 +116,8 @@ class RequestContext:
     comparison: str | None = None
     #: Extra headers for the caller's response (x-ratelimit-*, ...), set by middlewares.
     response_headers: dict[str, str] = field(default_factory=dict)
+    #: Residency requirements the request itself stated (x-sluice-require / metadata.require).
+    require: Requirements = ()
 
     @property
     def stream(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
+from sluice.config.residency import parse_request_requirements
 from sluice.errors import ServiceUnavailable, SluiceError
 from sluice.schema.chat import ChatRequest, ChatResponse
 from sluice.schema.context import ChunkStream, RequestContext
@@ -37,6 +38,9 @@ def identify(request: Request, ctx: RequestContext, chat: ChatRequest) -> None:
     ctx.user = request.headers.get("x-sluice-user") or chat.user or principal_user
     ctx.tags = header_tags(request, chat.metadata)
     ctx.task = request.headers.get("x-sluice-task") or (chat.metadata or {}).get("task")
+    ctx.require = parse_request_requirements(
+        request.headers.get("x-sluice-require") or (chat.metadata or {}).get("require")
+    )
 
 
 class ChatHandler:

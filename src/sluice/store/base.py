@@ -8,6 +8,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from sluice.errors import ConfigError
+from sluice.store.feedback import FeedbackRow, RequestFacts
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.reports import TeamModelSpend
 from sluice.store.rows import RequestRow
@@ -60,6 +61,16 @@ class Store(Protocol):
         """Requests with ``since <= ts < until`` that billed an attempt, in id order after ``after_id``
         (page through with the last id of the previous page)."""
         ...
+
+    async def request_facts(self, request_id: str) -> RequestFacts | None:
+        """The team, route, model, target and tags of a recorded request (None: no such request)."""
+        ...
+
+    async def insert_feedback(self, row: FeedbackRow) -> None:
+        """Store a feedback report, replacing an earlier one on the same request and metric."""
+        ...
+
+    async def feedback_rows(self, metric: str | None, since: float | None) -> list[FeedbackRow]: ...
 
 
 class StoreUnavailable(Exception):

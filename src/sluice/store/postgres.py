@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sluice.store.base import StoreUnavailable
+from sluice.store.feedback import FEEDBACK_COLUMNS, REQUEST_FACTS_SELECT, FeedbackRow, RequestFacts
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.reports import TeamModelSpend
 from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row, team_model_spend
@@ -141,6 +142,27 @@ class PostgresStore:
 
     async def unclaim_report(self, key: str) -> None:
         await self._call("execute", "DELETE FROM report_runs WHERE key = $1", key)
+
+    # ------------------------------------------------------------------ feedback (store/feedback.py)
+
+    async def request_facts(self, request_id: str) -> RequestFacts | None:
+        row = await self._call("fetchrow", REQUEST_FACTS_SELECT + "$1", request_id)
+        return RequestFacts(*tuple(row)) if row is not None else None
+
+    async def insert_feedback(self, row: FeedbackRow) -> None:
+        cols = ", ".join(FEEDBACK_COLUMNS)
+        params = ", ".join(f"${i + 1}" for i in range(len(FEEDBACK_COLUMNS)))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in FEEDBACK_COLUMNS[1:])
+        sql = f"INSERT INTO feedback ({cols}) VALUES ({params}) ON CONFLICT (id) DO UPDATE SET {updates}"
+        await self._call("execute", sql, *row.as_tuple())
+
+    async def feedback_rows(self, metric: str | None, since: float | None) -> list[FeedbackRow]:
+        sql = (
+            f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback "
+            "WHERE ts >= $1 AND ($2::text IS NULL OR metric = $2) ORDER BY ts"
+        )
+        rows = await self._call("fetch", sql, since or 0.0, metric)
+        return [FeedbackRow(*tuple(r)) for r in rows]
 
 
 def unavailable(exc: BaseException) -> bool:

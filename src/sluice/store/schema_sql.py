@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from sluice.store.feedback import FEEDBACK_INDEX, feedback_ddl
+
 REQUEST_COLUMNS: Final = (
     "id", "ts", "endpoint", "key_id", "team", "user_id", "tags", "requested_model", "served_model",
     "provider", "route", "stream", "status", "error_source", "error_kind", "error_message",
@@ -43,6 +45,8 @@ def ddl(real: str, bigint: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS report_runs (key TEXT PRIMARY KEY, ts {real} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team, ts)",
         "CREATE INDEX IF NOT EXISTS requests_key_ts ON requests (key_id, ts)",
+        feedback_ddl(real),
+        FEEDBACK_INDEX,
     ]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sluice.store.base import StoreUnavailable
+from sluice.store.feedback import FEEDBACK_COLUMNS, REQUEST_FACTS_SELECT, FeedbackRow, RequestFacts
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.reports import TeamModelSpend
 from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row, team_model_spend
@@ -192,3 +193,18 @@ class SQLiteStore:
 
     async def unclaim_report(self, key: str) -> None:
         await self._run(lambda c: c.execute("DELETE FROM report_runs WHERE key = ?", (key,)))
+
+    # ------------------------------------------------------------------ feedback (store/feedback.py)
+
+    async def request_facts(self, request_id: str) -> RequestFacts | None:
+        row = await self._run(lambda c: c.execute(REQUEST_FACTS_SELECT + "?", (request_id,)).fetchone())
+        return RequestFacts(*row) if row is not None else None
+
+    async def insert_feedback(self, row: FeedbackRow) -> None:
+        sql = f"INSERT OR REPLACE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})"
+        await self._run(lambda c: c.execute(sql, row.as_tuple()))
+
+    async def feedback_rows(self, metric: str | None, since: float | None) -> list[FeedbackRow]:
+        sql = f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback WHERE ts >= ? AND (? IS NULL OR metric = ?) ORDER BY ts"
+        rows = await self._run(lambda c: c.execute(sql, (since or 0.0, metric, metric)).fetchall())
+        return [FeedbackRow(*r) for r in rows]
