@@ -65,7 +65,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
     demo: FakeOpenAI | None = None
     providers: dict[str, ProviderConfig] = dict(config.providers)
     if any(p.base_url == DEMO_BASE_URL for p in providers.values()):
-        demo = await FakeOpenAI(label="[sluice demo upstream] ").start()
+        demo = await FakeOpenAI(label="[sluice demo upstream] ", keep_requests=False).start()
         log.warning(
             "serving the built-in DEMO upstream at %s (echoes prompts; not a real model)", demo.base_url
         )
@@ -110,6 +110,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
         limiter, counter, ConfigCatalog(config.models, providers, prices),
         teams={n: LevelLimits(t.rate_limit, t.budget) for n, t in config.teams.items()},
         routes={r.name: r.rate_limit for r in config.routes if r.rate_limit is not None},
+        max_n=config.server.max_n,
     )  # fmt: skip
     router = Router(
         config, adapters, transport, providers=providers, prices=prices, guard=quotas,

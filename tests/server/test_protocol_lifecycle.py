@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sluice.errors import BadRequest, RequestTimeout
+from sluice.errors import RequestTimeout
 from sluice.server.runner import drain
 from sluice.server.wire import Request, Response, StreamResponse
 from tests.server.harness import http_request, ok, reading

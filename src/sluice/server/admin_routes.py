@@ -58,15 +58,21 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
+#: Largest count a key limit may be: what every store's integer column holds (SQLite, PostgreSQL
+#: BIGINT); past it a request would fail in the database instead of getting a 400.
+_MAX_COUNT = 2**63 - 1
+_Count = Annotated[int, msgspec.Meta(gt=0, le=_MAX_COUNT)]
+
+
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     team: str
     user: str | None = None
     name: str | None = None
     models: list[str] | None = None
-    rpm: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    tpm: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    concurrent: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    budget_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    rpm: _Count | None = None
+    tpm: _Count | None = None
+    concurrent: _Count | None = None
+    budget_usd: Annotated[float, msgspec.Meta(ge=0, le=1e15)] | None = None
     budget_period: Literal["daily", "weekly", "monthly"] | None = None
 
 
@@ -140,7 +146,7 @@ def parse_since(value: str | None) -> float | None:
     if not value:
         return None
     units = {"d": 86400, "h": 3600, "m": 60}
-    if value[-1] in units and value[:-1].isdigit():
+    if value[-1] in units and value[:-1].isascii() and value[:-1].isdigit() and len(value) <= 8:
         return time.time() - int(value[:-1]) * units[value[-1]]
     try:
         dt = datetime.fromisoformat(value)

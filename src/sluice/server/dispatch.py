@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 
 from sluice.errors import ServiceUnavailable, SluiceError
+from sluice.schema.context import RequestContext
 from sluice.server.render import error_response
 from sluice.server.wire import Handler, Request, Response, StreamResponse
 from sluice.store.base import StoreUnavailable
@@ -103,10 +104,19 @@ class Dispatcher:
             return error_response(exc, None)
         except (ConnectionError, TimeoutError) as exc:
             log.info("connection error on %s %s: %s", request.method, request.path, type(exc).__name__)
-            return error_response(SluiceError("internal gateway error"), None)
+            return _internal_error(request)
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
-            return error_response(SluiceError("internal gateway error"), None)
+            return _internal_error(request)
+
+
+def _internal_error(request: Request) -> Response:
+    """The 500 of a handler that failed unexpectedly, in the request log like every answer."""
+    err = SluiceError("internal gateway error")
+    ctx = request.context
+    if isinstance(ctx, RequestContext) and ctx.finished_at is None:
+        request.services.accounting.fail(ctx, err)
+    return error_response(err, None)
 
 
 def _status_error(status: int, kind: str, message: str) -> Response:

@@ -24,9 +24,11 @@ _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-contr
 
 
 def new_context(request: Request, endpoint: Endpoint, dialect: Dialect = "openai") -> RequestContext:
-    return RequestContext(
+    ctx = RequestContext(
         request_id=new_request_id(), dialect=dialect, endpoint=endpoint, presented_key=presented_key(request)
     )
+    request.context = ctx  # so an unexpected failure is recorded too (dispatch._internal_error)
+    return ctx
 
 
 def identify(request: Request, ctx: RequestContext, chat: ChatRequest) -> None:
