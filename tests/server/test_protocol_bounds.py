@@ -4,6 +4,7 @@ refused bodies answered with a lingering close, pipelined answers in order, RFC 
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -134,15 +135,24 @@ async def test_a_body_over_max_body_gets_413_the_caller_can_read_not_a_reset(ser
     a reset and retry, uploading it three times. A lingering close lets them read the 413."""
     seen: list[object] = []
     h = await serve(reading(seen), max_body=1 << 20)
-    reader, writer = await asyncio.open_connection("127.0.0.1", h.port)
     body = b"x" * (3 << 20)  # three times the limit, more than the socket buffers hold
-    writer.write(http_request("POST", "/", body))
-    await asyncio.wait_for(writer.drain(), 5)  # the whole upload goes through
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
-    assert head.startswith(b"HTTP/1.1 413 ")
-    assert b"connection: close" in head
+
+    def upload_then_read() -> bytes:
+        # As a blocking client does: the whole upload first, then the answer.
+        with socket.create_connection(("127.0.0.1", h.port), timeout=5) as sock:
+            sock.sendall(http_request("POST", "/", body))
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+            return answer
+
+    answer = await asyncio.to_thread(upload_then_read)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"connection: close" in answer
     assert isinstance(seen[0], PayloadTooLarge)
-    writer.close()
 
 
 async def test_a_refused_body_that_trickles_is_cut_when_the_linger_time_is_over(serve) -> None:
