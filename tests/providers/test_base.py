@@ -33,5 +33,7 @@ NOW = 1_800_000_000.0
         ({}, None),
     ],
 )
-def test_retry_after_is_always_none_or_a_finite_bounded_wait(headers: dict[str, str], wait: float | None) -> None:
+def test_retry_after_is_always_none_or_a_finite_bounded_wait(
+    headers: dict[str, str], wait: float | None
+) -> None:
     assert parse_retry_after(headers, now=NOW) == wait

@@ -47,6 +47,8 @@ LINGER_IDLE_S = 2.0
 #: ... and at most this many bytes beyond ``max_body`` (a refused 11 MB body with the default
 #: 10 MiB limit is read to its end).
 LINGER_EXTRA_BYTES = 4 * 1024 * 1024
+#: A stream yields to the loop after this many writes that did not have to wait.
+YIELD_EVERY = 16
 
 
 class ServerState:
@@ -108,6 +110,7 @@ class HttpProtocol(asyncio.Protocol):
         "_url",
         "_write_paused",
         "_write_paused_at",
+        "_writes",
         "last_active",
     )  # fmt: skip
 
@@ -126,6 +129,7 @@ class HttpProtocol(asyncio.Protocol):
         self._closed = False
         self._write_paused = False
         self._write_paused_at = 0.0
+        self._writes = 0  # stream writes since the last yield to the loop
         self._read_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._in_head = False
@@ -300,10 +304,18 @@ class HttpProtocol(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait while the caller's socket is full. A caller that reads nothing for
-        ``slow_client_s`` is cut by the sweep, which ends this wait with ConnectionResetError."""
+        ``slow_client_s`` is cut by the sweep, which ends this wait with ConnectionResetError.
+
+        Every ``YIELD_EVERY`` writes it also yields to the loop: a stream relaying an upstream's
+        buffered burst (thousands of events, none of which awaits I/O) must not keep every
+        other connection waiting until the burst is through."""
         if self._closed:
             raise ConnectionResetError("the caller closed the connection")
         if not self._write_paused:
+            self._writes += 1
+            if self._writes >= YIELD_EVERY:
+                self._writes = 0
+                await asyncio.sleep(0)
             return
         self._drain_waiter = self._loop.create_future()
         try:

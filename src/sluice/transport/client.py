@@ -19,6 +19,9 @@ from sluice.transport.http1 import BadResponse, ConnectionFailed, HostPool, Resp
 
 #: Largest non-streamed upstream body the gateway will read (protects memory).
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: A stream's bytes reach its decoder at most this many at a time (a 256 KiB read of a fast
+#: upstream is thousands of events; decoding them at one go would hold the loop for milliseconds).
+_SLICE = 16 * 1024
 #: Largest error body read from a stream that failed before its first event.
 MAX_ERROR_BYTES = 1024 * 1024
 
@@ -60,7 +63,11 @@ class UpstreamStream:
                         data = await resp.next_chunk()
                 if not data:
                     return
-                yield data
+                if len(data) <= _SLICE:
+                    yield data
+                else:  # a burst: decoded a slice at a time, so the loop is never held for long
+                    for i in range(0, len(data), _SLICE):
+                        yield data[i : i + _SLICE]
         except TimeoutError:
             raise ProviderError(
                 "timeout", f"the stream stalled for more than {self._idle_s:g}s", provider=self._provider
