@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from sluice.testing.fake_openai import FakeOpenAI
 from tests.e2e.gateway import Gateway, make_gateway
 
 _CHUNK = json.dumps(
@@ -228,3 +232,36 @@ def summary(samples: list[float]) -> tuple[float, float, float]:
     ordered = sorted(samples)
     p90 = ordered[int(0.9 * (len(ordered) - 1))]
     return statistics.median(ordered) * 1000, p90 * 1000, ordered[-1] * 1000
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[HostileUpstream]:
+    up = HostileUpstream().start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, hostile: HostileUpstream) -> Iterator[Gateway]:
+    with FakeOpenAI() as fake:
+        gateway = start_gateway(tmp_path_factory.mktemp("hostile"), fake.base_url, hostile.base_url)
+        yield gateway
+        gateway.stop()
+
+
+def statuses(gw: Gateway, model: str) -> list[int]:
+    """The recorded statuses of the requests for a model."""
+    conn = sqlite3.connect(gw.db_path)
+    try:
+        return [r[0] for r in conn.execute("SELECT status FROM requests WHERE requested_model = ?", (model,))]
+    finally:
+        conn.close()
+
+
+def records(gw: Gateway, where: str, *args: object) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(gw.db_path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(f"SELECT * FROM requests WHERE {where}", args).fetchall()
+    finally:
+        conn.close()

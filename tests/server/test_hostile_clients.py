@@ -9,15 +9,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import openai
 import pytest
 
-from sluice.testing.fake_openai import FakeOpenAI
 from tests.e2e.gateway import Gateway
-from tests.server.hostile import HostileUpstream, Probe, rss_bytes, start_gateway, summary
+from tests.server.hostile import HostileUpstream, Probe, gw, hostile, rss_bytes, statuses, summary
+
+__all__ = ["gw", "hostile"]  # the module's fixtures
 
 pytestmark = pytest.mark.e2e
 
@@ -26,21 +26,6 @@ MEDIAN_MARGIN_MS = 10.0
 #: No single probe may take longer than this (a stall of the loop is seconds).
 WORST_MS = 750.0
 RSS_MARGIN = 50 * 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def hostile() -> Iterator[HostileUpstream]:
-    up = HostileUpstream().start()
-    yield up
-    up.stop()
-
-
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, hostile: HostileUpstream) -> Iterator[Gateway]:
-    with FakeOpenAI() as fake:
-        gateway = start_gateway(tmp_path_factory.mktemp("hostile"), fake.base_url, hostile.base_url)
-        yield gateway
-        gateway.stop()
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +196,7 @@ def test_stream_clients_that_never_read_are_cut_and_free_the_pool(
     assert isinstance(took, float) and took < 8
     client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=_key(gw), max_retries=0, timeout=10)
     assert client.chat.completions.create(model="ok", messages=[{"role": "user", "content": "hi"}])
-    _until(lambda: _statuses(gw, "flood-stream").count(499) == 2)
+    _until(lambda: statuses(gw, "flood-stream").count(499) == 2)
 
 
 def test_callers_that_leave_cancel_their_upstream_calls_at_once(
@@ -233,7 +218,7 @@ def test_callers_that_leave_cancel_their_upstream_calls_at_once(
 
     took = _under_attack(gw, baseline, "20 callers that leave", attack)
     assert isinstance(took, float) and took < 2
-    _until(lambda: _statuses(gw, "stall").count(499) == 20)
+    _until(lambda: statuses(gw, "stall").count(499) == 20)
 
 
 def test_a_body_over_the_limit_gets_a_413_the_sdk_can_read(gw: Gateway, baseline: float) -> None:
@@ -261,11 +246,3 @@ def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def _statuses(gw: Gateway, model: str) -> list[int]:
-    import sqlite3
-
-    conn = sqlite3.connect(Path(gw.db_path))
-    try:
-        return [r[0] for r in conn.execute("SELECT status FROM requests WHERE requested_model = ?", (model,))]
-    finally:
-        conn.close()
