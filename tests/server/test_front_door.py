@@ -80,7 +80,9 @@ def test_a_trailer_never_sets_the_recorded_user(gw: Gateway) -> None:
 
 
 @pytest.mark.parametrize("dialect", ["openai", "anthropic"])
-def test_json_nested_past_the_parser_limit_is_a_recorded_400_in_the_dialect(gw: Gateway, dialect: str) -> None:
+def test_json_nested_past_the_parser_limit_is_a_recorded_400_in_the_dialect(
+    gw: Gateway, dialect: str
+) -> None:
     deep = "[" * 5000 + "]" * 5000
     payload = f'{{"model":"gpt-4o-mini","max_tokens":5,"messages":[{{"role":"user","content":{deep}}}]}}'
     path = "/v1/chat/completions" if dialect == "openai" else "/v1/messages"

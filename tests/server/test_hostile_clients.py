@@ -244,5 +244,3 @@ def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("never reached the expected state")
         time.sleep(0.02)
-
-
