@@ -165,7 +165,8 @@ class HttpProtocol(asyncio.Protocol):
         self._received += len(data)
         try:
             self._parser.feed_data(data)
-            self._check_bounds()
+            if self._in_head or self._current is not None:
+                self._check_bounds()
         except httptools.HttpParserUpgrade:
             # Upgrades (h2c, websocket) are not offered: the request is answered over HTTP/1.1
             # and the connection closes after it, since what follows is not HTTP/1.1.
@@ -260,7 +261,8 @@ class HttpProtocol(asyncio.Protocol):
         self._in_head = False
         parser = self._parser
         version = parser.get_http_version()
-        check_head(version, self._headers, self._hosts)
+        if self._hosts != 1 or version != "1.1" or "transfer-encoding" in self._headers:
+            check_head(version, self._headers, self._hosts)  # the common case needs no check
         self._head_size = 0  # from here on it counts the trailers
         req = Request(
             self, self._state.services, parser.get_method().decode("ascii", "replace"),
@@ -343,7 +345,9 @@ class HttpProtocol(asyncio.Protocol):
             # it: unless little of it is left, the connection ends after this answer (a bounded
             # lingering close).
             req.keep_alive = False
-        await self._send(req, resp)
+        if self._send(req, resp):
+            assert isinstance(resp, StreamResponse)
+            await resp.write_eof()
         self._active = None
         self._task = None
         self.last_active = self._loop.time()
@@ -369,7 +373,8 @@ class HttpProtocol(asyncio.Protocol):
         length = req.content_length
         return req is self._current and length is not None and length - self._body_bytes <= MAX_HEAD_BYTES
 
-    async def _send(self, req: Request, resp: Response | StreamResponse) -> None:
+    def _send(self, req: Request, resp: Response | StreamResponse) -> bool:
+        """Write the answer; True when it is a started stream that still needs its end."""
         head_only = req.method == "HEAD"
         if req.responded and not (isinstance(resp, StreamResponse) and resp.prepared):
             # Failed after its stream's head was sent: cut the stream (no final chunk, so the
@@ -382,7 +387,8 @@ class HttpProtocol(asyncio.Protocol):
             empty = Response(resp.status, headers=resp.headers, content_type=None)
             self.write(empty.encode(req.keep_alive, head_only=head_only))
         else:
-            await resp.write_eof()
+            return True
+        return False
 
     def _refuse(self, status: int, message: str) -> None:
         """A request that cannot be parsed: answer it after every request parsed before it, and
