@@ -364,3 +364,16 @@ async def test_http10_without_host_is_accepted(serve) -> None:
     c = await h.connect()
     await c.send(b"GET / HTTP/1.0\r\n\r\n")
     assert (await c.response()).status == 200
+
+
+async def test_a_raw_refusal_on_the_anthropic_path_is_in_anthropics_format(serve) -> None:
+    h = await serve(ok)
+    c = await h.connect()
+    await c.send(b"POST /v1/messages HTTP/1.1\r\n\r\n")  # no Host
+    r = await c.response()
+    assert r.status == 400
+    assert r.json()["type"] == "error"
+    assert "Host" in r.json()["error"]["message"]
+    c2 = await h.connect()
+    await c2.send(b"POST /v1/chat/completions HTTP/1.1\r\n\r\n")
+    assert "Host" in (await c2.response()).json()["error"]["message"]

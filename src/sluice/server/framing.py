@@ -53,10 +53,14 @@ def parse_error_status(message: str) -> int:
     return 505 if "HTTP version" in message else 400
 
 
-def refusal(status: int, message: str) -> bytes:
-    """A whole ``connection: close`` answer in the OpenAI error format."""
+def refusal(status: int, message: str, target: bytes = b"") -> bytes:
+    """A whole ``connection: close`` answer, in Anthropic's error format when the request line
+    (``target``, as far as it was read) is for ``/v1/messages``, else in OpenAI's."""
     text = message.replace("\\", "\\\\").replace('"', "'").encode("ascii", "replace")
-    body = b'{"error":{"message":"%s","type":"invalid_request_error","code":null,"param":null}}' % text
+    if target.startswith(b"/v1/messages"):
+        body = b'{"type":"error","error":{"type":"invalid_request_error","message":"%s"}}' % text
+    else:
+        body = b'{"error":{"message":"%s","type":"invalid_request_error","code":null,"param":null}}' % text
     head = encode_head(
         status, {"content-type": "application/json", "x-sluice-error-source": "gateway"},
         b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),

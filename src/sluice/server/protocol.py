@@ -394,7 +394,7 @@ class HttpProtocol(asyncio.Protocol):
         """A request that cannot be parsed: answer it after every request parsed before it, and
         close, since nothing after it on this connection can be trusted."""
         self._pause_reading()
-        raw = refusal(status, message)
+        raw = refusal(status, message, self._url)
         current = self._current
         if current is not None and current is not self._active and not current.complete:
             # A queued request whose body failed: it is the bad one, dropped from the queue.
