@@ -6,6 +6,7 @@ seconds, not micro-timings, and the machine is shared."""
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.e2e
 #: The probe's median may rise this much over its baseline during an attack (the issue's bar).
 MEDIAN_MARGIN_MS = 10.0
 #: No single probe may take longer than this (a stall of the loop is seconds).
-WORST_MS = 750.0
+WORST_MS = 1000.0
 RSS_MARGIN = 50 * 1024 * 1024
 
 
@@ -119,8 +120,9 @@ def test_slow_bodies(gw: Gateway, baseline: float) -> None:
             start = time.monotonic()
             try:
                 while time.monotonic() - start < 12:
+                    if select.select([sock], [], [], 0.2)[0]:
+                        break  # the answer is here
                     sock.sendall(b" ")
-                    time.sleep(0.2)
             except OSError:
                 pass
             try:
