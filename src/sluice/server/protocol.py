@@ -19,99 +19,35 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import httptools
 
 from sluice.errors import BadRequest, RequestTimeout
+from sluice.server.bounds import (
+    LINGER_IDLE_S,
+    LINGER_S,
+    MAX_HEAD_BYTES,
+    MAX_PIPELINE,
+    MIN_BODY_RATE,
+    YIELD_EVERY,
+    ServerState,
+)  # fmt: skip
 from sluice.server.framing import Refused, check_head, parse_error_status, refusal
-from sluice.server.wire import Handler, Request, Response, StreamResponse
+from sluice.server.wire import Request, Response, StreamResponse
 
-if TYPE_CHECKING:
-    from sluice.server.services import Services
+__all__ = ["LINGER_S", "MAX_HEAD_BYTES", "MAX_PIPELINE", "MIN_BODY_RATE", "HttpProtocol", "ServerState"]
 
 log = logging.getLogger("sluice.server")
-
-#: Most bytes a request line plus headers may take; the trailers and the chunk framing of a body
-#: (beyond what its data needs) are held to the same bound.
-MAX_HEAD_BYTES = 64 * 1024
-#: Pipelined requests buffered per connection before reading pauses.
-MAX_PIPELINE = 16
-#: After ``slow_client_s`` of grace a body must average at least this many bytes a second.
-MIN_BODY_RATE = 8 * 1024
-#: A refused body is read (and dropped) for at most this long, so the caller can finish sending
-#: and read the answer rather than get a reset; then the connection is cut.
-LINGER_S = 5.0
-#: ... and for at most this long without a byte.
-LINGER_IDLE_S = 2.0
-#: ... and at most this many bytes beyond ``max_body`` (a refused 11 MB body with the default
-#: 10 MiB limit is read to its end).
-LINGER_EXTRA_BYTES = 4 * 1024 * 1024
-#: A stream yields to the loop after this many writes that did not have to wait.
-YIELD_EVERY = 16
-
-
-class ServerState:
-    """What every connection of one listening server shares."""
-
-    def __init__(
-        self, services: Services, handler: Handler, *, max_body: int, keepalive_s: float = 75.0,
-        slow_client_s: float = 60.0,
-    ) -> None:  # fmt: skip
-        self.services = services
-        self.handler = handler
-        self.max_body = max_body
-        self.keepalive_s = keepalive_s
-        self.slow_client_s = slow_client_s
-        self.linger_bytes = max_body + LINGER_EXTRA_BYTES
-        self.connections: set[HttpProtocol] = set()
-        self.idle = asyncio.Event()  # set whenever no connection is open
-
-    @property
-    def draining(self) -> bool:
-        """One flag for the routes (new requests get 503) and the connections (answers close)."""
-        return self.services.draining
-
-    def sweep(self, now: float) -> None:
-        """Close connections idle past the keep-alive timeout, callers too slow to send a request
-        they have started (slowloris) or to read their answer, and lingering closes that are over."""
-        for conn in list(self.connections):
-            conn.expire(now)
 
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
-        "_active",
-        "_body_bytes",
-        "_body_mark",
-        "_body_started",
-        "_chunk_start",
-        "_closed",
-        "_current",
-        "_drain_waiter",
-        "_head_mark",
-        "_head_size",
-        "_head_started",
-        "_headers",
-        "_hosts",
-        "_in_head",
-        "_linger_left",
-        "_linger_until",
-        "_lingering",
-        "_loop",
-        "_parser",
-        "_queue",
-        "_read_paused",
-        "_received",
-        "_refusal",
-        "_state",
-        "_task",
-        "_transport",
-        "_url",
-        "_write_paused",
-        "_write_paused_at",
-        "_writes",
-        "last_active",
+        "_active", "_body_bytes", "_body_mark", "_body_started", "_chunk_start", "_closed", "_current",
+        "_drain_waiter", "_head_mark", "_head_size", "_head_started", "_headers", "_hosts", "_in_head",
+        "_linger_left", "_linger_until", "_lingering", "_loop", "_parser", "_queue", "_read_paused",
+        "_received", "_refusal", "_state", "_task", "_transport", "_url", "_write_paused",
+        "_write_paused_at", "_writes", "last_active",
     )  # fmt: skip
 
     def __init__(self, state: ServerState) -> None:
