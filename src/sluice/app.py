@@ -130,6 +130,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
         limiter, counter, ConfigCatalog(config.models, providers, prices),
         teams={n: LevelLimits(t.rate_limit, t.budget) for n, t in config.teams.items()},
         routes={r.name: r.rate_limit for r in config.routes if r.rate_limit is not None},
+        max_n=config.server.max_n,
     )  # fmt: skip
     router = Router(
         config, adapters, transport, providers=providers, prices=prices, guard=quotas,
@@ -219,6 +220,6 @@ async def _start_demo() -> DemoUpstream:
             f"cannot start the built-in demo upstream ({exc.name} is not installed): "
             "pip install 'sluice-gateway[demo]', or point the provider at a real base_url"
         ) from None
-    demo = await FakeOpenAI(label="[sluice demo upstream] ").start()
+    demo = await FakeOpenAI(label="[sluice demo upstream] ", keep_requests=False).start()
     log.warning("serving the built-in DEMO upstream at %s (echoes prompts; not a real model)", demo.base_url)
     return demo

@@ -12,6 +12,7 @@ caller's dialect (OpenAI or Anthropic) from its ``status``, ``kind`` and ``messa
     │   ├── AuthenticationFailed     401 missing, unknown or revoked gateway key
     │   ├── PermissionDenied         403 key not allowed to use a model / the admin API
     │   ├── NotFound                 404 unknown model or route
+    │   ├── RequestTimeout           408 the request's body did not arrive in time
     │   ├── PayloadTooLarge          413 body over server.max_body_bytes
     │   ├── UnsupportedMediaType     415 body is not application/json
     │   ├── RateLimited              429 a gateway limit fired (retry_after set)
@@ -111,6 +112,11 @@ class PermissionDenied(GatewayError):
 class NotFound(GatewayError):
     status = 404
     kind = "not_found"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    kind = "request_timeout"
 
 
 class PayloadTooLarge(GatewayError):

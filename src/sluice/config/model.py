@@ -39,6 +39,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     keepalive_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 75.0
     #: A client silent this long in the middle of sending a request is disconnected.
     client_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    #: Most completions one chat request may ask for (``n``); each is reserved against limits.
+    max_n: Annotated[int, msgspec.Meta(ge=1, le=128)] = 8
 
 
 class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

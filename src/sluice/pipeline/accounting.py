@@ -45,6 +45,9 @@ class Accounting:
         except SluiceError as exc:
             self.fail(ctx, exc)
             raise
+        except Exception:
+            self.fail(ctx, SluiceError("internal gateway error"))  # answered 500 by the dispatcher
+            raise
         except BaseException:
             ctx.status = CLIENT_CLOSED
             self.finish(ctx)
@@ -89,6 +92,7 @@ class Accounting:
 
     def finish(self, ctx: RequestContext) -> None:
         now = time.perf_counter()
+        ctx.finished_at = now
         record = self._record(ctx, now)
         self._writer.submit(record)
         if self._log_access:

@@ -9,7 +9,9 @@ if the name contains ``parallel-tools``). Faults: ``fault-500``, ``fault-429`` (
 ``fault-drop-stream``, ``fault-stream-error``, ``fault-slow`` (first byte after ``slow_s``).
 Scripted sequences (``fake.script(model, [500, "429:2", "ok"])``, or ``POST /_script``) take
 precedence while they last: see :mod:`sluice.testing.scripted`.
-Every request is kept in ``.requests`` (and served at ``GET /_requests``).
+Every request is kept in ``.requests`` (the last 1,000, served at ``GET /_requests``) unless
+``keep_requests=False``: the gateway's built-in demo upstream keeps nothing and serves neither
+``/_requests`` nor ``/_script`` (it runs inside the gateway, unauthenticated).
 """
 
 from __future__ import annotations
@@ -92,14 +94,17 @@ def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class FakeOpenAI(LoopbackServer):
-    def __init__(self, *, label: str = "", slow_s: float = 2.0, stall_s: float = 30.0) -> None:
+    def __init__(
+        self, *, label: str = "", slow_s: float = 2.0, stall_s: float = 30.0, keep_requests: bool = True
+    ) -> None:
         super().__init__(self._app, "/v1")
+        self.keep_requests = keep_requests
         self.label = label
         self.slow_s = slow_s
         self.stall_s = stall_s
         self.scripts = Scripts()
         self.requests: list[dict[str, Any]] = []
-        self.bill = Bill()
+        self.bill = Bill(keep=keep_requests)
         self.prompt_filter_chunk = False
 
     def _app(self) -> web.Application:
@@ -107,9 +112,10 @@ class FakeOpenAI(LoopbackServer):
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
-        app.router.add_get("/_requests", self._recorded)
-        app.router.add_get("/_bill", self.bill.serve)
-        app.router.add_post("/_script", self._set_script)
+        if self.keep_requests:
+            app.router.add_get("/_requests", self._recorded)
+            app.router.add_get("/_bill", self.bill.serve)
+            app.router.add_post("/_script", self._set_script)
         return app
 
     def script(self, model: str, steps: list[Step]) -> None:
@@ -127,6 +133,8 @@ class FakeOpenAI(LoopbackServer):
         return web.json_response({"ok": True})
 
     def _record(self, request: web.Request, body: Any) -> None:
+        if not self.keep_requests:
+            return
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
         del self.requests[:-1000]
 
