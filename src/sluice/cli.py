@@ -314,5 +314,10 @@ def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> 
                           "primary_latency_ms", "shadow_latency_ms", "primary_cost_usd", "shadow_cost_usd"])  # fmt: skip
 
 
+from sluice.cli_ops import db, reload  # noqa: E402 - registered once the main group exists
+
+main.add_command(db)
+main.add_command(reload)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from sluice.errors import ConfigError
+from sluice.store.migrations import SchemaStatus
 from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow
 
@@ -15,7 +16,15 @@ class Store(Protocol):
     request records are written in batches by :class:`sluice.store.writer.RecordWriter`.
     Every method raises ``StoreUnavailable`` when the database cannot be reached."""
 
-    async def open(self) -> None: ...
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect; with ``migrate``, bring the schema up to date first (see ``store.migrations``)."""
+        ...
+
+    async def migrate(self) -> list[str]:
+        """Apply pending schema steps under the store's migration lock; returns what was applied."""
+        ...
+
+    async def schema_status(self) -> SchemaStatus: ...
 
     async def close(self) -> None: ...
 

@@ -5,15 +5,19 @@ Every call has a timeout so a database outage surfaces as ``StoreUnavailable`` i
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
+from sluice.store import migrations
 from sluice.store.base import StoreUnavailable
 from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row
-from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS, ddl
+from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS
 
+T = TypeVar("T")
+log = logging.getLogger("sluice.store")
 _TIMEOUT_S = 5.0
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
 _SHADOW_SELECT = "SELECT " + ", ".join(SHADOW_COLUMNS) + " FROM requests"
@@ -29,7 +33,7 @@ class PostgresStore:
         self.url = url
         self._pool: Any = None
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         try:
             import asyncpg
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -40,11 +44,32 @@ class PostgresStore:
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=4, timeout=_TIMEOUT_S, command_timeout=_TIMEOUT_S
             )
-            async with self._pool.acquire() as conn:
-                for stmt in ddl("DOUBLE PRECISION", "BIGINT"):
-                    await conn.execute(stmt)
+            if migrate:
+                async with self._pool.acquire() as conn:
+                    applied = await migrations.pg_migrate(conn)
+                if applied:
+                    log.info(
+                        "store: schema migrated to version %d (%s)", migrations.LATEST, "; ".join(applied)
+                    )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise StoreUnavailable(f"cannot open PostgreSQL store: {type(exc).__name__}: {exc}") from exc
+
+    async def migrate(self) -> list[str]:
+        return await self._with_conn(migrations.pg_migrate)
+
+    async def schema_status(self) -> migrations.SchemaStatus:
+        return await self._with_conn(migrations.pg_status)
+
+    async def _with_conn(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        if self._pool is None:
+            raise StoreUnavailable("store is not open")
+        try:
+            async with self._pool.acquire(timeout=_TIMEOUT_S) as conn:
+                return await fn(conn)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -69,6 +69,8 @@ class RequestRecord:
     #: Shadow calls: the mirrored request's id, and the comparison of the two answers (JSON).
     shadow_of: str | None = None
     comparison: str | None = None
+    #: The policy the request was served under (a hash of the policy file; hot reload changes it).
+    policy_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -14,12 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from sluice.store import migrations
 from sluice.store.base import StoreUnavailable
 from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row
-from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS, ddl
+from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS
 
 T = TypeVar("T")
+log = logging.getLogger("sluice.store")
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
 _SHADOW_SELECT = "SELECT " + ", ".join(SHADOW_COLUMNS) + " FROM requests"
 _REQ_INSERT = (
@@ -76,7 +79,7 @@ class SQLiteStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         def connect() -> None:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -84,14 +87,24 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            for stmt in ddl("REAL", "INTEGER"):
-                conn.execute(stmt)
+            if migrate:
+                applied = migrations.sqlite_migrate(conn)
+                if applied:
+                    log.info(
+                        "store: schema migrated to version %d (%s)", migrations.LATEST, "; ".join(applied)
+                    )
             self._conn = conn
 
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, connect)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open sqlite database {self.path}: {exc}") from exc
+
+    async def migrate(self) -> list[str]:
+        return await self._run(migrations.sqlite_migrate)
+
+    async def schema_status(self) -> migrations.SchemaStatus:
+        return await self._run(migrations.sqlite_status)
 
     async def close(self) -> None:
         def close() -> None:
