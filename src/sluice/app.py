@@ -8,13 +8,15 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
+from sluice.config.loader import policy_version
 from sluice.config.model import Config, ProviderConfig
 from sluice.errors import ServiceUnavailable
-from sluice.limits import Limiter, LogAlerts, WebhookAlerts, open_state
+from sluice.limits import Limiter, LimitState, LogAlerts, WebhookAlerts, open_state
 from sluice.limits.catalog import ConfigCatalog
 from sluice.limits.model import LevelLimits
 from sluice.limits.tokens import TokenCounter
@@ -24,12 +26,16 @@ from sluice.pipeline.core import compose
 from sluice.pipeline.quotas import Quotas
 from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
+from sluice.reloader import Reloader
+from sluice.routing.health import HealthBoard
 from sluice.routing.router import Router, RouterHooks
-from sluice.schema.context import RequestContext, Result
-from sluice.server import admin_routes, anthropic_routes, openai_routes
+from sluice.schema.context import CallNext, RequestContext, Result
+from sluice.server import admin_routes, anthropic_routes, openai_routes, ops_routes
 from sluice.server.dispatch import Dispatcher
 from sluice.server.services import Services
-from sluice.store.base import StoreUnavailable, create_store
+from sluice.server.tls import server_context
+from sluice.store.base import Store, StoreUnavailable, create_store
+from sluice.store.journal import Journal, JournalLocked
 from sluice.store.keys import resolve_hmac_key
 from sluice.store.sqlite import sqlite_path
 from sluice.store.writer import RecordWriter
@@ -43,36 +49,68 @@ DEMO_BASE_URL = "builtin:demo"
 
 
 def validate(config: Config) -> None:
-    """Checks that need the provider registry (``sluice check-config`` runs these too)."""
+    """Checks that need the provider registry or files (``sluice check-config`` and every
+    reload run these too)."""
     for name, provider in config.providers.items():
         create_adapter(name, provider)
+    if config.server.tls is not None:
+        server_context(config.server.tls)  # the certificate and key load, and match
 
 
 def dispatcher() -> Dispatcher:
-    return Dispatcher(openai_routes.routes, anthropic_routes.routes, admin_routes.routes)
+    return Dispatcher(openai_routes.routes, anthropic_routes.routes, admin_routes.routes, ops_routes.routes)
+
+
+def _log_base(config: Config) -> Path:
+    """Where the spool and the journal live: beside a SQLite database, else in the working
+    directory (processes sharing it each take a journal slot of their own)."""
+    if config.store.url.startswith("sqlite:") and sqlite_path(config.store.url) != ":memory:":
+        return Path(sqlite_path(config.store.url))
+    return Path("sluice-records")
 
 
 def _spool_path(config: Config) -> Path:
-    if config.store.url.startswith("sqlite:") and sqlite_path(config.store.url) != ":memory:":
-        return Path(sqlite_path(config.store.url) + ".spool.jsonl")
-    return Path("sluice-records.spool.jsonl")
+    base = _log_base(config)
+    return base.with_name(base.name + ".spool.jsonl")
 
 
-@asynccontextmanager
-async def running(config: Config) -> AsyncIterator[Services]:
-    """Everything the routes need, from start-up to a drained shutdown."""
-    validate(config)
+def _journal(config: Config) -> Journal | None:
+    if not config.store.journal or sqlite_path(config.store.url) == ":memory:":
+        return None  # an in-memory database dies with the process anyway
+    return Journal(_log_base(config))
+
+
+@dataclass(slots=True)
+class Shared:
+    """What outlives a policy reload: connections, the request log, the limit and breaker state."""
+
+    store: Store
+    writer: RecordWriter
+    keys: KeyCache
+    transport: Transport
+    state: LimitState
+    tokens: TokenCounter
     demo: FakeOpenAI | None = None
-    providers: dict[str, ProviderConfig] = dict(config.providers)
-    if any(p.base_url == DEMO_BASE_URL for p in providers.values()):
-        demo = await FakeOpenAI(label="[sluice demo upstream] ").start()
-        log.warning(
-            "serving the built-in DEMO upstream at %s (echoes prompts; not a real model)", demo.base_url
-        )
-        providers = {
-            n: msgspec.structs.replace(p, base_url=demo.base_url) if p.base_url == DEMO_BASE_URL else p
-            for n, p in providers.items()
-        }
+
+
+@dataclass(slots=True)
+class Policy:
+    """Everything built from one policy file: swapped whole by a reload. A request keeps the
+    policy it started with (the pipeline's middlewares hold it), so in-flight requests finish on it."""
+
+    config: Config
+    version: str
+    router: Router
+    accounting: Accounting
+    limiter: Limiter
+    alerts: LogAlerts | WebhookAlerts
+    pipeline: CallNext
+
+
+async def build_policy(config: Config, version: str, shared: Shared, previous: Policy | None) -> Policy:
+    """The per-policy wiring, and the middleware list, read top to bottom."""
+    validate(config)
+    providers = await _resolve_demo(config, shared)
     prices = PriceBook.load(config.prices)
 
     def max_output(model: str, provider_type: str = "anthropic") -> int | None:
@@ -80,40 +118,25 @@ async def running(config: Config) -> AsyncIterator[Services]:
         return price.max_output_tokens if price is not None else None
 
     adapters = {name: create_adapter(name, p, max_output) for name, p in providers.items()}
-    transport = Transport()
     for name, p in providers.items():
-        transport.configure(name, PoolSettings(p.max_connections, p.connect_timeout_s))
-    store = create_store(config.store.url)
-    try:
-        await store.open()
-    except StoreUnavailable as exc:
-        raise ServiceUnavailable(f"cannot start: {exc}") from None
-    key_secret = config.server.key_secret.reveal() if config.server.key_secret else None
-    hmac_key = resolve_hmac_key(config.store.url, key_secret)
-    writer = RecordWriter(
-        store, _spool_path(config), flush_interval_s=config.store.flush_interval_s,
-        batch_size=config.store.batch_size, queue_size=config.store.queue_size,
-    )  # fmt: skip
-    await writer.start()
-    keys = KeyCache(store, hmac_key, config.teams, config.store.key_refresh_s)
-    await keys.start()
+        shared.transport.configure(name, PoolSettings(p.max_connections, p.connect_timeout_s))
     accounting = Accounting(
-        writer, prices, {n: a.type for n, a in adapters.items()}, log_access=config.logging.access_log
-    )
-    limiter, alerts = _limiter(config)
-    counter = TokenCounter()
+        shared.writer, prices, {n: a.type for n, a in adapters.items()}, log_access=config.logging.access_log,
+        policy_version=version,
+    )  # fmt: skip
+    limiter, alerts = _limiter(config, shared.state)
     if _policy_counts_tokens(config):
         # Loaded up front when the policy needs token counts; otherwise on first need (a key
         # with a token limit or budget), off the event loop. Each encoding costs ~70 MB.
-        await asyncio.get_running_loop().run_in_executor(None, counter.preload)
+        await asyncio.get_running_loop().run_in_executor(None, shared.tokens.preload)
     quotas = Quotas(
-        limiter, counter, ConfigCatalog(config.models, providers, prices),
+        limiter, shared.tokens, ConfigCatalog(config.models, providers, prices),
         teams={n: LevelLimits(t.rate_limit, t.budget) for n, t in config.teams.items()},
         routes={r.name: r.rate_limit for r in config.routes if r.rate_limit is not None},
     )  # fmt: skip
     router = Router(
-        config, adapters, transport, providers=providers, prices=prices, guard=quotas,
-        hooks=RouterHooks(shadow_sink=accounting.finish),  # shadow calls get records of their own
+        config, adapters, shared.transport, providers=providers, prices=prices, guard=quotas,
+        hooks=RouterHooks(shadow_sink=accounting.finish, health=_carried_health(config, previous)),
     )  # fmt: skip
 
     async def terminal(ctx: RequestContext) -> Result:
@@ -128,24 +151,101 @@ async def running(config: Config) -> AsyncIterator[Services]:
         ],
         terminal,
     )
-    svc = Services(
-        config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=router,
-        accounting=accounting, pipeline=pipeline, limiter=limiter, tokens=counter, started_at=int(time.time()),
+    return Policy(config, version, router, accounting, limiter, alerts, pipeline)
+
+
+def _carried_health(config: Config, previous: Policy | None) -> HealthBoard | None:
+    """Breakers and latencies carry over a reload unless their own settings changed."""
+    if previous is None:
+        return None
+    old = previous.config.routing
+    if (old.breaker, old.latency_alpha) != (config.routing.breaker, config.routing.latency_alpha):
+        log.info("policy reload: breaker settings changed, breakers start afresh")
+        return None
+    return previous.router.health
+
+
+async def _resolve_demo(config: Config, shared: Shared) -> dict[str, ProviderConfig]:
+    providers: dict[str, ProviderConfig] = dict(config.providers)
+    if not any(p.base_url == DEMO_BASE_URL for p in providers.values()):
+        return providers
+    if shared.demo is None:
+        shared.demo = await FakeOpenAI(label="[sluice demo upstream] ").start()
+        log.warning(
+            "serving the built-in DEMO upstream at %s (echoes prompts; not a real model)",
+            shared.demo.base_url,
+        )
+    base = shared.demo.base_url
+    return {n: msgspec.structs.replace(p, base_url=base) if p.base_url == DEMO_BASE_URL else p
+            for n, p in providers.items()}  # fmt: skip
+
+
+def install(svc: Services, policy: Policy) -> None:
+    """Swap a policy in, all at once (no await: no request sees half of it)."""
+    svc.config, svc.router, svc.accounting = policy.config, policy.router, policy.accounting
+    svc.pipeline, svc.limiter, svc.policy_version = policy.pipeline, policy.limiter, policy.version
+
+
+async def retire(policy: Policy) -> None:
+    await policy.router.aclose(timeout_s=policy.config.server.shutdown_grace_s)  # shadow calls in flight
+    if isinstance(policy.alerts, WebhookAlerts):
+        await policy.alerts.close()
+
+
+@asynccontextmanager
+async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIterator[Services]:
+    """Everything the routes need, from start-up to a drained shutdown."""
+    validate(config)
+    store = create_store(config.store.url)
+    try:
+        await store.open()  # migrates the schema first, under the store's lock
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable(f"cannot start: {exc}") from None
+    key_secret = config.server.key_secret.reveal() if config.server.key_secret else None
+    hmac_key = resolve_hmac_key(config.store.url, key_secret)
+    writer = RecordWriter(
+        store, _spool_path(config), flush_interval_s=config.store.flush_interval_s,
+        batch_size=config.store.batch_size, queue_size=config.store.queue_size, journal=_journal(config),
     )  # fmt: skip
+    try:
+        await writer.start()
+    except JournalLocked as exc:
+        await store.close()
+        raise ServiceUnavailable(f"cannot start: {exc}") from None
+    keys = KeyCache(store, hmac_key, config.teams, config.store.key_refresh_s)
+    await keys.start()
+    shared = Shared(store, writer, keys, Transport(), open_state(config.state, config.limits), TokenCounter())
+    version = "inline"
+    if policy_path is not None:
+        version = policy_version(
+            await asyncio.get_running_loop().run_in_executor(None, policy_path.read_bytes)
+        )
+    policy = await build_policy(config, version, shared, None)
+    svc = Services(
+        config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=policy.router,
+        accounting=policy.accounting, pipeline=policy.pipeline, limiter=policy.limiter, tokens=shared.tokens,
+        started_at=int(time.time()), policy_version=version,
+    )  # fmt: skip
+    reloader = Reloader(
+        svc, policy, policy_path, install=install, retire=retire,
+        build=lambda cfg, ver, prev: build_policy(cfg, ver, shared, prev),
+    )  # fmt: skip
+    svc.reloader = reloader
+    if config.server.watch_policy:
+        reloader.watch()
     try:
         yield svc
     finally:  # records are flushed however the server stops
         svc.draining = True
+        await reloader.stop()  # closes the policies a reload replaced
         await keys.stop()
-        await router.aclose(timeout_s=config.server.shutdown_grace_s)  # shadow calls in flight
+        await retire(reloader.policy)
         await writer.close(timeout_s=config.server.shutdown_grace_s)
-        await limiter.close()
-        if isinstance(alerts, WebhookAlerts):
-            await alerts.close()
-        await transport.close()
+        await shared.state.close()
+        await shared.transport.close()
         await store.close()
-        if demo is not None:
-            await demo.stop()
+        if shared.demo is not None:
+            await shared.demo.stop()
         log.info("stopped: %d request records written, %d spooled", writer.written, writer.spooled)
 
 
@@ -160,7 +260,9 @@ def _policy_counts_tokens(config: Config) -> bool:
     return any(r is not None and r.tpm is not None for r in limits) or any(b is not None for b in budgets)
 
 
-def _limiter(config: Config) -> tuple[Limiter, LogAlerts | WebhookAlerts]:
+def _limiter(config: Config, state: LimitState) -> tuple[Limiter, LogAlerts | WebhookAlerts]:
+    """A policy's limiter over the shared state: counters are keyed by names, so the limits of
+    the teams, keys and routes that remain carry over a reload."""
     hook = config.alerts.webhook
     alerts = WebhookAlerts(hook.reveal(), timeout_s=config.alerts.timeout_s) if hook else LogAlerts()
-    return Limiter(open_state(config.state, config.limits), config.limits, alerts=alerts), alerts
+    return Limiter(state, config.limits, alerts=alerts), alerts

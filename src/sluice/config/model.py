@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
+from sluice.config.ops import TlsConfig
 from sluice.config.routing import RouteConfig, RoutingConfig, Strategy
 from sluice.config.secret import Secret
 
@@ -34,6 +35,12 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     keepalive_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 75.0
     #: A client silent this long in the middle of sending a request is disconnected.
     client_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    #: On SIGTERM: fail /readyz and keep serving this long (for the load balancer to notice), then drain.
+    drain_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    #: Reload the policy when its file changes (SIGHUP and POST /admin/reload always work).
+    watch_policy: bool = False
+    #: Serve HTTPS: PEM certificate chain and key files.
+    tls: TlsConfig | None = None
 
 
 class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -45,6 +52,8 @@ class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     queue_size: int = 200_000
     #: How often each replica re-reads keys (revocations by another replica or the CLI).
     key_refresh_s: float = 1.0
+    #: Append each finished record to a local journal before the answer is sent (a kill -9 loses none).
+    journal: bool = True
 
 
 class OutageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -56,6 +56,8 @@ class RouterHooks:
     rand: Callable[[], float] = random.random
     #: Receives each finished shadow call's context (app wiring: ``accounting.finish``).
     shadow_sink: Callable[[RequestContext], None] | None = None
+    #: The previous router's breakers and latencies, carried over a policy reload.
+    health: HealthBoard | None = None
 
 
 class Router:
@@ -77,7 +79,7 @@ class Router:
         self._transport = transport
         self._prices = prices or PriceBook.load(config.prices)
         self.table = RouteTable(config.routes, config.models, routing, config.server.request_timeout_s)
-        self.health = HealthBoard(routing.breaker, routing.latency_alpha, hooks.clock)
+        self.health = hooks.health or HealthBoard(routing.breaker, routing.latency_alpha, hooks.clock)
         self.budget = RetryBudget(routing.retry_budget)
         self._env = LoopEnv(
             self.health, self.budget, dict(providers or config.providers), hooks.clock, hooks.sleep,

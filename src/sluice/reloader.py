@@ -1,0 +1,183 @@
+"""Hot reload of the policy file: SIGHUP, ``POST /admin/reload``, ``sluice reload``, and (with
+``server.watch_policy``) a change of the file.
+
+The file is read once; its bytes are hashed (the policy version every record carries) and
+parsed; the policy is checked whole (what ``check-config`` checks, secrets included) and built
+(adapters, routes, limits; see ``app.build_policy``); only then is it swapped in, in one step, for
+new requests. Requests in flight keep the policy they started with. A policy that fails changes
+nothing but the error report (the log, ``/readyz`` and ``/admin/policy``). Settings the running
+process cannot change are reported as needing a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+from sluice.config.loader import load_config_bytes, policy_version
+from sluice.config.model import Config
+from sluice.errors import SluiceError
+from sluice.server.services import Services
+from sluice.server.tls import load_certificate
+
+log = logging.getLogger("sluice.reload")
+
+#: How often ``server.watch_policy`` looks at the file (a stat; the hash decides).
+WATCH_INTERVAL_S = 1.0
+
+
+class PolicyValue(Protocol):
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def version(self) -> str: ...
+
+
+P = TypeVar("P", bound=PolicyValue)
+
+
+def restart_required(running: Config, new: Config) -> list[str]:
+    """Settings the process took at start and cannot change while it runs."""
+    pairs = {
+        "server.host": (running.server.host, new.server.host),
+        "server.port": (running.server.port, new.server.port),
+        "server.workers": (running.server.workers, new.server.workers),
+        "server.key_secret": (running.server.key_secret, new.server.key_secret),
+        "server.tls": (running.server.tls is None, new.server.tls is None),  # on/off; files reload
+        "store.url": (running.store.url, new.store.url),
+        "store.journal": (running.store.journal, new.store.journal),
+        "state.url": (running.state.url, new.state.url),
+    }
+    return [name for name, (old, now) in pairs.items() if old != now]
+
+
+class Reloader(Generic[P]):
+    def __init__(
+        self,
+        svc: Services,
+        policy: P,
+        path: Path | None,
+        *,
+        build: Callable[[Config, str, P], Awaitable[P]],
+        install: Callable[[Services, P], None],
+        retire: Callable[[P], Awaitable[None]],
+    ) -> None:
+        self._svc = svc
+        self.policy = policy
+        self._boot = policy.config
+        self._path = path
+        self._build, self._install, self._retire = build, install, retire
+        self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._retired: list[P] = []
+        self._watch: asyncio.Task[None] | None = None
+        self.loaded_at = time.time()
+        self.reloads = 0
+        self.failures = 0
+        self.last_error: dict[str, Any] | None = None
+        self.restart_required: list[str] = []
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "version": self.policy.version, "path": str(self._path) if self._path else None,
+            "loaded_at": self.loaded_at, "reloads": self.reloads, "failures": self.failures,
+            "last_error": self.last_error, "restart_required": self.restart_required,
+            "watch": self._watch is not None,
+        }  # fmt: skip
+
+    async def reload(self, source: str) -> tuple[bool, dict[str, Any]]:
+        """Load the file again; (applied or unchanged, the view). Never raises for a bad policy."""
+        if self._path is None:
+            return False, {**self.view(), "error": "the gateway was started without a policy file"}
+        async with self._lock:
+            try:
+                changed = await self._load(source)
+            except (SluiceError, OSError) as exc:
+                message = (
+                    exc.message if isinstance(exc, SluiceError) else f"cannot read the policy file: {exc}"
+                )
+                self.failures += 1
+                self.last_error = {"message": message, "at": time.time(), "source": source}
+                log.error("policy reload (%s) refused, still serving version %s: %s",
+                          source, self.policy.version, message)  # fmt: skip
+                return False, {**self.view(), "error": message}
+        if changed:
+            log.info("policy reload (%s): now serving version %s", source, self.policy.version)
+        return True, {**self.view(), "changed": changed}
+
+    async def _load(self, source: str) -> bool:
+        assert self._path is not None
+        raw = await asyncio.get_running_loop().run_in_executor(None, self._path.read_bytes)
+        version = policy_version(raw)
+        config = load_config_bytes(raw, str(self._path))
+        if version == self.policy.version:
+            self.last_error = None
+            return False
+        new = await self._build(config, version, self.policy)  # checks it as check-config does
+        old, self.policy = self.policy, new
+        self._install(self._svc, new)  # from here, new requests get the new policy
+        if self._svc.tls_context is not None and config.server.tls is not None:
+            load_certificate(self._svc.tls_context, config.server.tls)
+        self.reloads += 1
+        self.loaded_at, self.last_error = time.time(), None
+        self.restart_required = restart_required(self._boot, config)
+        for name in self.restart_required:
+            log.warning("policy reload: %s changed; it takes effect at the next restart", name)
+        await self._svc.keys.use_teams(config.teams)
+        self._retire_later(old)
+        return True
+
+    def _retire_later(self, old: P) -> None:
+        """Close the old policy's parts once no request can still be running on it."""
+
+        async def later() -> None:
+            await asyncio.sleep(old.config.server.request_timeout_s)
+            self._retired.remove(old)
+            await self._retire(old)
+
+        self._retired.append(old)
+        task = asyncio.create_task(later(), name="sluice-policy-retire")
+        task.add_done_callback(self._retiring.discard)
+        self._retiring.add(task)
+
+    def watch(self) -> None:
+        """Reload when the file changes (``server.watch_policy``)."""
+        if self._path is not None and self._watch is None:
+            self._watch = asyncio.create_task(self._watch_loop(self._path), name="sluice-policy-watch")
+
+    async def _watch_loop(self, path: Path) -> None:
+        seen = _stat(path)
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            now = _stat(path)
+            if now != seen:
+                seen = now
+                await self.reload("watch")
+
+    async def stop(self) -> None:
+        """At shutdown: stop watching; close every replaced policy now."""
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        for old in self._retired:
+            with contextlib.suppress(Exception):
+                await self._retire(old)
+        self._retired.clear()
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)  # follows symlinks: a Kubernetes ConfigMap swaps its target
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
