@@ -75,7 +75,8 @@ def _spool_path(config: Config) -> Path:
 
 
 def _journal(config: Config) -> Journal | None:
-    if not config.store.journal or sqlite_path(config.store.url) == ":memory:":
+    url = config.store.url
+    if not config.store.journal or (url.startswith("sqlite:") and sqlite_path(url) == ":memory:"):
         return None  # an in-memory database dies with the process anyway
     return Journal(_log_base(config))
 
