@@ -40,5 +40,5 @@ async def reload(request: Request) -> Response:
     ok, view = await svc.reloader.reload("admin")
     if ok:
         return Response(200, encode(view))
-    body = {"error": {"message": view.get("error", "reload failed"), "type": "invalid_request_error"}, **view}
+    body = {**view, "error": {"message": view.get("error", "reload failed"), "type": "invalid_request_error"}}
     return Response(422, encode(body))
