@@ -38,7 +38,9 @@ async def per_submit(directory: Path, journal: bool) -> float:
     store = SQLiteStore(str(directory / f"bench-{tag}.db"))
     await store.open()
     writer = RecordWriter(
-        store, directory / f"bench-{tag}.spool", journal=Journal(directory / f"bench-{tag}") if journal else None
+        store,
+        directory / f"bench-{tag}.spool",
+        journal=Journal(directory / f"bench-{tag}") if journal else None,
     )
     await writer.start()
     records = [_record(i) for i in range(N)]
@@ -78,7 +80,9 @@ async def main() -> None:
     print(f"submit, journal off: {off:6.2f} CPU us per record")
     print(f"submit, journal on:  {on:6.2f} CPU us per record (+{on - off:.2f})")
     for rows in (10, 250, 2500):
-        print(f"fdatasync per flush cycle, {rows:5d} records: {fsync_ms(directory, rows):7.3f} ms (writer thread)")
+        print(
+            f"fdatasync per flush cycle, {rows:5d} records: {fsync_ms(directory, rows):7.3f} ms (writer thread)"
+        )
 
 
 if __name__ == "__main__":

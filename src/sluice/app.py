@@ -37,6 +37,7 @@ from sluice.server.tls import server_context
 from sluice.store.base import Store, StoreUnavailable, create_store
 from sluice.store.journal import Journal, JournalLocked
 from sluice.store.keys import resolve_hmac_key
+from sluice.store.retention import Upkeep
 from sluice.store.sqlite import sqlite_path
 from sluice.store.writer import RecordWriter
 from sluice.testing.fake_openai import FakeOpenAI
@@ -215,6 +216,8 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
         raise ServiceUnavailable(f"cannot start: {exc}") from None
     keys = KeyCache(store, hmac_key, config.teams, config.store.key_refresh_s)
     await keys.start()
+    upkeep = Upkeep(store, config.store.retention_days)
+    upkeep.start()
     shared = Shared(store, writer, keys, Transport(), open_state(config.state, config.limits), TokenCounter())
     version = "inline"
     if policy_path is not None:
@@ -239,6 +242,7 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
     finally:  # records are flushed however the server stops
         svc.draining = True
         await reloader.stop()  # closes the policies a reload replaced
+        await upkeep.stop()
         await keys.stop()
         await retire(reloader.policy)
         await writer.close(timeout_s=config.server.shutdown_grace_s)

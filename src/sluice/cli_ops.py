@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
 from importlib import resources
@@ -95,8 +96,9 @@ def db_migrate(config_path: str | None) -> None:
 
 @click.command("reload")
 @config_option
-@click.option("--url", help="The running gateway (default: http://server.host:server.port).")
-def reload(config_path: str | None, url: str | None) -> None:
+@click.option("--url", help="The running gateway (default: http(s)://server.host:server.port).")
+@click.option("--cacert", type=click.Path(dir_okay=False), help="Trust this CA (a self-signed server.tls).")
+def reload(config_path: str | None, url: str | None, cacert: str | None) -> None:
     """Ask the running gateway to load its policy file again (POST /admin/reload)."""
     config = _load(config_path)
     if config.server.admin_key is None:
@@ -110,7 +112,8 @@ def reload(config_path: str | None, url: str | None) -> None:
         headers={"authorization": f"Bearer {config.server.admin_key.reveal()}"},
     )
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+        context = ssl.create_default_context(cafile=cacert) if cacert else None
+        with urllib.request.urlopen(req, timeout=30, context=context) as resp:  # noqa: S310
             body = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")

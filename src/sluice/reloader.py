@@ -53,6 +53,7 @@ def restart_required(running: Config, new: Config) -> list[str]:
         "server.tls": (running.server.tls is None, new.server.tls is None),  # on/off; files reload
         "store.url": (running.store.url, new.store.url),
         "store.journal": (running.store.journal, new.store.journal),
+        "store.retention_days": (running.store.retention_days, new.store.retention_days),
         "state.url": (running.state.url, new.state.url),
     }
     return [name for name, (old, now) in pairs.items() if old != now]

@@ -141,12 +141,16 @@ async def _pg_schema(url: str) -> dict[str, list[tuple[str, str, str]]]:
     try:
         rows = await conn.fetch(
             "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
-            "WHERE table_schema = 'public' ORDER BY table_name, column_name"
+            "WHERE table_schema = 'public' AND table_name NOT LIKE 'requests\\_p%' "
+            "ORDER BY table_name, column_name"
         )
         out: dict[str, list[tuple[str, str, str]]] = {}
         for r in rows:
             out.setdefault(r[0], []).append((r[1], r[2], r[3]))
-        idx = await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1")
+        idx = await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' "
+            "AND tablename NOT LIKE 'requests\\_p%' ORDER BY 1"
+        )
         out["(indexes)"] = [(r[0], "", "") for r in idx]
         return out
     finally:

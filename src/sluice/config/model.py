@@ -54,6 +54,8 @@ class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     key_refresh_s: float = 1.0
     #: Append each finished record to a local journal before the answer is sent (a kill -9 loses none).
     journal: bool = True
+    #: Days request records are kept (None: for ever). PostgreSQL drops whole day partitions.
+    retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class OutageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -88,6 +88,55 @@ class CreateTable:
         return []
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionRequestsByDay:
+    """PostgreSQL only: ``requests`` becomes a table partitioned by UTC day on ``ts`` (one
+    partition per day, ``requests_pYYYYMMDD``, plus ``requests_default`` for rows outside every
+    partition), so retention drops whole days. Existing rows are copied into their days'
+    partitions. The primary key becomes ``(id, ts)`` (a partitioned table's unique keys must
+    contain the partition key); a record's id and ts never change, so inserts that ignore
+    repeats still ignore them."""
+
+    table: str = "requests"
+
+    @property
+    def description(self) -> str:
+        return "partition requests by day (PostgreSQL)"
+
+    def statements(self, dialect: str, columns: set[str]) -> list[str]:
+        if dialect != "postgres":
+            return []
+        return [
+            "ALTER TABLE requests RENAME TO requests_unpartitioned",
+            "ALTER TABLE requests_unpartitioned RENAME CONSTRAINT requests_pkey TO requests_unpartitioned_pkey",
+            "CREATE TABLE requests (LIKE requests_unpartitioned INCLUDING DEFAULTS) PARTITION BY RANGE (ts)",
+            "ALTER TABLE requests ADD PRIMARY KEY (id, ts)",
+            "CREATE TABLE requests_default PARTITION OF requests DEFAULT",
+            _PG_DAY_PARTITIONS.format(
+                source="SELECT DISTINCT floor(ts / 86400)::bigint FROM requests_unpartitioned"
+            ),
+            "INSERT INTO requests SELECT * FROM requests_unpartitioned",
+            "DROP TABLE requests_unpartitioned",  # and its indexes: step 4 makes them on the new table
+        ]
+
+
+#: Create the day partitions of ``requests`` for the day numbers (days since the epoch, UTC)
+#: ``source`` selects, if missing. Shared by the migration and ``PostgresStore.prepare_partitions``.
+_PG_DAY_PARTITIONS = """DO $$
+DECLARE d bigint;
+BEGIN
+  FOR d IN {source} LOOP
+    EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF requests FOR VALUES FROM (%s) TO (%s)',
+                   'requests_p' || to_char(to_timestamp(d * 86400) AT TIME ZONE 'UTC', 'YYYYMMDD'),
+                   d * 86400, (d + 1) * 86400);
+  END LOOP;
+END $$"""
+
+
+def pg_day_partitions_sql(first_day: int, last_day: int) -> str:
+    return _PG_DAY_PARTITIONS.format(source=f"SELECT generate_series({int(first_day)}, {int(last_day)})")
+
+
 #: Version N is the database after STEPS[:N]. Never edit or reorder a released entry: append.
 STEPS: tuple[Step, ...] = (
     CreateTable("keys"),  # 1: the first schema (commit 2b76b23): keys and requests up to `note`
@@ -96,6 +145,7 @@ STEPS: tuple[Step, ...] = (
     AddColumn("requests", "shadow_of", "TEXT"),
     AddColumn("requests", "comparison", "TEXT"),
     AddColumn("requests", "policy_version", "TEXT"),  # 6: hot reload: the policy a request was served under
+    PartitionRequestsByDay(),  # 7: retention drops whole days (PostgreSQL; nothing on SQLite)
 )
 
 LATEST = len(STEPS)

@@ -32,6 +32,12 @@ _REQ_INSERT = (
 _KEY_INSERT = f"INSERT INTO keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join('?' for _ in KEY_COLUMNS)})"
 
 
+#: Retention deletes this many rows per statement (a few ms of the database thread), then pauses.
+PURGE_BATCH = 1000
+PURGE_PAUSE_S = 0.05
+_PURGE = "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests WHERE ts < ? LIMIT ?)"
+
+
 def sqlite_path(url: str) -> str:
     """``sqlite:///relative.db`` → ``relative.db``; ``sqlite:////abs.db`` → ``/abs.db``."""
     path = url.split("sqlite://", 1)[1]
@@ -99,6 +105,20 @@ class SQLiteStore:
             await asyncio.get_running_loop().run_in_executor(self._executor, connect)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open sqlite database {self.path}: {exc}") from exc
+
+    async def prepare_partitions(self, now: float) -> None:
+        return None  # one table; retention deletes rows
+
+    async def purge_before(self, cutoff: float) -> int:
+        """Delete rows older than ``cutoff`` in small batches, each its own short transaction on
+        the database thread, with a pause between, so the request log's inserts interleave."""
+        total = 0
+        while True:
+            n = await self._run(lambda c: c.execute(_PURGE, (cutoff, PURGE_BATCH)).rowcount)
+            total += n
+            if n < PURGE_BATCH:
+                return total
+            await asyncio.sleep(PURGE_PAUSE_S)
 
     async def migrate(self) -> list[str]:
         return await self._run(migrations.sqlite_migrate)
