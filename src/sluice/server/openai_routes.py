@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from sluice.errors import NotFound, ServiceUnavailable, SluiceError
+from sluice.errors import NotFound, SluiceError
 from sluice.schema import openai as dialect
 from sluice.schema.chat import ChatRequest, ChatResponse
 from sluice.schema.context import ChunkStream, Dialect, Endpoint, RequestContext
@@ -40,9 +40,9 @@ def identify(request: Request, ctx: RequestContext, chat: ChatRequest) -> None:
 
 
 async def admit(svc: Services, request: Request, ctx: RequestContext) -> bytes:
-    """Authenticate (before reading a byte of the body), then read it."""
-    if svc.draining:
-        raise ServiceUnavailable("the gateway is shutting down")
+    """Authenticate (before reading a byte of the body), then read it. A request that arrives
+    while the gateway drains is still answered (with ``connection: close``): it reached this
+    replica before the listener closed, and a load balancer cannot resend a refused POST."""
     ctx.principal = await svc.keys.authenticate(ctx.presented_key)
     return await read_json_body(request)
 

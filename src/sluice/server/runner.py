@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sluice.config.model import Config
 from sluice.errors import ConfigError, ServiceUnavailable
+from sluice.server.listener import close_listener
 from sluice.server.protocol import HttpProtocol, ServerState
 from sluice.server.services import Services
 from sluice.server.tls import server_context
@@ -130,8 +131,8 @@ async def _unready(services: Services, stop: asyncio.Event, drain_s: float) -> N
 
 async def drain(server: asyncio.AbstractServer, state: ServerState, grace_s: float) -> None:
     """Stop accepting; answer what is in flight (``connection: close``), for up to ``grace_s``."""
-    server.close()
     state.services.draining = True
+    await close_listener(server)  # what the kernel had queued is accepted first, then answered
     for conn in list(state.connections):
         conn.close_if_idle()
     if state.connections:
