@@ -300,6 +300,8 @@ def test_three_replicas_behind_nginx(tmp_path: Path, pg_url: str) -> None:
         upstream.__exit__(None, None, None)
 
     ok_ids = [rid for _, rid in load.ok]
+    print(f"HA suite: {len(ok_ids)} requests answered, {len(killed)} failed at the kill -9, "
+          f"upstream saw {upstream.chats}")  # fmt: skip
     assert len(ok_ids) >= 500, "the load was too small to show anything"
     rows = asyncio.run(_records(pg_url))["rows"]
     ids = [r[0] for r in rows]
