@@ -1,5 +1,17 @@
 """The gateway's wiring: services built at start-up and torn down at shutdown, and the routes.
-The middleware list is read top to bottom here."""
+The middleware list is read top to bottom here, in :func:`build_policy`.
+
+Two lifetimes:
+
+- :class:`Shared` lives from start to shutdown: the store and request log, key cache, upstream
+  connections, limit state (Redis or memory), token counter. State that must survive a policy
+  reload (counters, cache entries, breakers) lives here or is carried over from ``previous``.
+- :class:`Policy` is everything :func:`build_policy` makes from one policy file: adapters, router,
+  quotas, accounting, and the composed middleware chain. A reload builds a new one whole (it may
+  fail: nothing is swapped then) and :func:`install` swaps it in at once; requests in flight keep
+  the chain they started with. A new middleware is one line in the list, plus, if it needs
+  per-policy objects, their construction in ``build_policy`` (long-lived ones in ``Shared``).
+"""
 
 from __future__ import annotations
 
@@ -205,25 +217,13 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
         raise ServiceUnavailable(f"cannot start: {exc}") from None
     key_secret = config.server.key_secret.reveal() if config.server.key_secret else None
     hmac_key = resolve_hmac_key(config.store.url, key_secret)
-    writer = RecordWriter(
-        store, _spool_path(config), flush_interval_s=config.store.flush_interval_s,
-        batch_size=config.store.batch_size, queue_size=config.store.queue_size, journal=_journal(config),
-    )  # fmt: skip
-    try:
-        await writer.start()
-    except JournalLocked as exc:
-        await store.close()
-        raise ServiceUnavailable(f"cannot start: {exc}") from None
+    writer = await _start_writer(config, store)
     keys = KeyCache(store, hmac_key, config.teams, config.store.key_refresh_s)
     await keys.start()
     upkeep = Upkeep(store, config.store.retention_days)
     upkeep.start()
     shared = Shared(store, writer, keys, Transport(), open_state(config.state, config.limits), TokenCounter())
-    version = "inline"
-    if policy_path is not None:
-        version = policy_version(
-            await asyncio.get_running_loop().run_in_executor(None, policy_path.read_bytes)
-        )
+    version = await _file_version(policy_path)
     policy = await build_policy(config, version, shared, None)
     svc = Services(
         config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=policy.router,
@@ -252,6 +252,25 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
         if shared.demo is not None:
             await shared.demo.stop()
         log.info("stopped: %d request records written, %d spooled", writer.written, writer.spooled)
+
+
+async def _start_writer(config: Config, store: Store) -> RecordWriter:
+    writer = RecordWriter(
+        store, _spool_path(config), flush_interval_s=config.store.flush_interval_s,
+        batch_size=config.store.batch_size, queue_size=config.store.queue_size, journal=_journal(config),
+    )  # fmt: skip
+    try:
+        await writer.start()  # replays what a crash left in the journal
+    except JournalLocked as exc:
+        await store.close()
+        raise ServiceUnavailable(f"cannot start: {exc}") from None
+    return writer
+
+
+async def _file_version(path: Path | None) -> str:
+    if path is None:
+        return "inline"  # started in-process, without a policy file (tests)
+    return policy_version(await asyncio.get_running_loop().run_in_executor(None, path.read_bytes))
 
 
 def _policy_counts_tokens(config: Config) -> bool:

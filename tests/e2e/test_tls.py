@@ -69,6 +69,9 @@ def test_tls_listener_and_certificate_reload(tmp_path: Path, fake_upstream: Fake
         r = httpx.post(base + "/admin/reload", headers=auth, verify=trust, timeout=10)
         assert r.status_code == 200, r.text
         assert same_cert(served_pem(gw.port), cert2.read_text())
+        gw.config_path.write_text(gw.config_path.read_text() + "\n# by the CLI\n")
+        out = gw.cli("reload", "--config", str(gw.config_path), "--url", base, "--cacert", str(cert2))
+        assert "reloaded: policy version" in out.stdout
 
         key.write_text("not a key")  # a broken renewal: refused, the served certificate stays
         gw.config_path.write_text(gw.config_path.read_text() + "\n# broken\n")
