@@ -84,6 +84,9 @@ class Reloader(Generic[P]):
         self.failures = 0
         self.last_error: dict[str, Any] | None = None
         self.restart_required: list[str] = []
+        #: Called after a reload asked of this process alone (``POST /admin/reload``) was applied:
+        #: with ``--workers N`` it tells the supervisor, which sends SIGHUP to every worker.
+        self.on_admin_reload: Callable[[], None] | None = None
 
     def view(self) -> dict[str, Any]:
         return {
@@ -111,6 +114,8 @@ class Reloader(Generic[P]):
                 return False, {**self.view(), "error": message}
         if changed:
             log.info("policy reload (%s): now serving version %s", source, self.policy.version)
+            if source == "admin" and self.on_admin_reload is not None:
+                self.on_admin_reload()
         return True, {**self.view(), "changed": changed}
 
     async def _load(self, source: str) -> bool:

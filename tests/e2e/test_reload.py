@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ import openai
 import pytest
 
 from sluice.testing.fake_openai import FakeOpenAI
+from tests.conftest import require_service
 from tests.e2e.gateway import ADMIN_KEY, Gateway, make_gateway
 
 pytestmark = pytest.mark.e2e
@@ -214,3 +217,36 @@ def test_drain_fails_readyz_then_keeps_serving_for_drain_s(tmp_path: Path, fake_
     assert proc.wait(10) == 0
     assert time.monotonic() - started >= 1.4
     gw.proc = None
+
+
+def test_admin_reload_reaches_every_worker(tmp_path: Path, fake_upstream: FakeOpenAI) -> None:
+    require_service("redis", 6379)
+    db = tmp_path / "sluice.db"
+    state = '\nstate: {url: "redis://127.0.0.1:6379/9"}\n'
+    gw = make_gateway(tmp_path, policy(fake_upstream.base_url, db) + state)
+    gw.create_key("eng")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sluice.cli", "serve", "--config", str(gw.config_path), "--port", str(gw.port),
+         "--workers", "2"],
+        env=gw.env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        until(lambda: _answers(gw))
+        gw.config_path.write_text(
+            policy(fake_upstream.base_url, db, models="  w: {targets: [{provider: up, model: gpt-4o-mini}]}")
+            + state
+        )
+        assert admin(gw, "POST", "/admin/reload").status_code == 200  # one worker answers
+        v2 = version_of(gw.config_path)
+        # every worker (a new connection lands on either) ends up on the new version
+        until(lambda: all(admin(gw, "GET", "/admin/policy").json()["version"] == v2 for _ in range(20)))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+
+
+def _answers(gw: Gateway) -> bool:
+    try:
+        return httpx.get(gw.base_url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

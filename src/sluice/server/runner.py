@@ -95,6 +95,10 @@ async def serve(
         )
         reloads: set[asyncio.Task[object]] = set()
         loop.add_signal_handler(signal.SIGHUP, _on_sighup, services, reloads)
+        if reuse_port and os.environ.get(_WORKER_ENV) is not None and services.reloader is not None:
+            # POST /admin/reload reaches one worker: the supervisor passes a SIGHUP on to all.
+            ppid = os.getppid()
+            services.reloader.on_admin_reload = lambda: os.kill(ppid, signal.SIGHUP)
         sweeper = loop.create_task(_sweep(state))
         scheme = "https" if tls is not None else "http"
         log.info("sluice listening on %s://%s:%d (pid %d)", scheme, host, port, os.getpid())

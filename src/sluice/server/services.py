@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +24,8 @@ class PolicyControl(Protocol):
     async def reload(self, source: str) -> tuple[bool, dict[str, Any]]: ...
 
     def view(self) -> dict[str, Any]: ...
+
+    on_admin_reload: Callable[[], None] | None
 
 
 @dataclass(slots=True)
