@@ -78,6 +78,16 @@ async def _partitions(url: str) -> list[str]:
         await conn.close()
 
 
+async def _count(url: str, table: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
+    finally:
+        await conn.close()
+
+
 async def test_postgres_partitions_by_day_and_drops_whole_days(pg_store: tuple[Store, str]) -> None:
     store, url = pg_store
     clock = [START]
@@ -97,6 +107,17 @@ async def test_postgres_partitions_by_day_and_drops_whole_days(pg_store: tuple[S
     assert "requests_p20270101" not in parts and "requests_p20270103" not in parts  # dropped whole
     assert await store.count_requests() == 5  # the day-0 rows went with their partitions; the stray one too
     assert upkeep.purged >= 3
+    # a row for a day with no partition yet (the upkeep did not run) waits in the default
+    # partition, and moves into its day's partition when that is made
+    later = clock[0] + 10 * DAY
+    await store.insert_requests([_row(300, later)])
+    clock[0] = later
+    await upkeep.run_once()
+    assert "requests_p20270220" in await _partitions(url)
+    assert await _count(url, "requests_p20270220") == 1 and await _count(url, "requests_default") == 0
+    assert await store.count_requests() == 6
+    await store.insert_requests([_row(300, later)])  # and a repeat of it is still ignored
+    assert await store.count_requests() == 6
     # a replayed (identical) row is still ignored on the partitioned table
-    await store.insert_requests([_row(200, clock[0])])
-    assert await store.count_requests() == 5
+    await store.insert_requests([_row(200, START + 40 * DAY + 7200)])
+    assert await store.count_requests() == 6

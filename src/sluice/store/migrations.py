@@ -121,14 +121,24 @@ class PartitionRequestsByDay:
 
 
 #: Create the day partitions of ``requests`` for the day numbers (days since the epoch, UTC)
-#: ``source`` selects, if missing. Shared by the migration and ``PostgresStore.prepare_partitions``.
+#: ``source`` selects, if missing. Rows of such a day already in the default partition (written
+#: while no partition existed: a long outage of the upkeep) are moved into the new partition
+#: before it is attached, which attaching requires. Shared by the migration and
+#: ``PostgresStore.prepare_partitions``.
 _PG_DAY_PARTITIONS = """DO $$
-DECLARE d bigint;
+DECLARE
+  d bigint;
+  name text;
 BEGIN
   FOR d IN {source} LOOP
-    EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF requests FOR VALUES FROM (%s) TO (%s)',
-                   'requests_p' || to_char(to_timestamp(d * 86400) AT TIME ZONE 'UTC', 'YYYYMMDD'),
-                   d * 86400, (d + 1) * 86400);
+    name := 'requests_p' || to_char(to_timestamp(d * 86400) AT TIME ZONE 'UTC', 'YYYYMMDD');
+    IF to_regclass(name) IS NULL THEN
+      EXECUTE format('CREATE TABLE %I (LIKE requests INCLUDING DEFAULTS)', name);
+      EXECUTE format('WITH moved AS (DELETE FROM requests_default WHERE ts >= %s AND ts < %s RETURNING *) '
+                     'INSERT INTO %I SELECT * FROM moved', d * 86400, (d + 1) * 86400, name);
+      EXECUTE format('ALTER TABLE requests ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%s)',
+                     name, d * 86400, (d + 1) * 86400);
+    END IF;
   END LOOP;
 END $$"""
 
