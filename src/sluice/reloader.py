@@ -45,16 +45,25 @@ P = TypeVar("P", bound=PolicyValue)
 
 def restart_required(running: Config, new: Config) -> list[str]:
     """Settings the process took at start and cannot change while it runs."""
+    r, n = running, new
     pairs = {
-        "server.host": (running.server.host, new.server.host),
-        "server.port": (running.server.port, new.server.port),
-        "server.workers": (running.server.workers, new.server.workers),
-        "server.key_secret": (running.server.key_secret, new.server.key_secret),
-        "server.tls": (running.server.tls is None, new.server.tls is None),  # on/off; files reload
-        "store.url": (running.store.url, new.store.url),
-        "store.journal": (running.store.journal, new.store.journal),
-        "store.retention_days": (running.store.retention_days, new.store.retention_days),
-        "state.url": (running.state.url, new.state.url),
+        "server.host": (r.server.host, n.server.host),
+        "server.port": (r.server.port, n.server.port),
+        "server.workers": (r.server.workers, n.server.workers),
+        "server.key_secret": (r.server.key_secret, n.server.key_secret),
+        "server.tls": (r.server.tls is None, n.server.tls is None),  # on/off; the files reload
+        "store.url": (r.store.url, n.store.url),
+        "store.journal": (r.store.journal, n.store.journal),
+        "store.retention_days": (r.store.retention_days, n.store.retention_days),
+        "store.flush_interval_s": (r.store.flush_interval_s, n.store.flush_interval_s),
+        "store.batch_size": (r.store.batch_size, n.store.batch_size),
+        "store.queue_size": (r.store.queue_size, n.store.queue_size),
+        "store.key_refresh_s": (r.store.key_refresh_s, n.store.key_refresh_s),
+        "state.url": (r.state.url, n.state.url),
+        "state.on_outage": (r.state.on_outage, n.state.on_outage),
+        "limits.state_timeout_s": (r.limits.state_timeout_s, n.limits.state_timeout_s),
+        "limits.state_retry_s": (r.limits.state_retry_s, n.limits.state_retry_s),
+        "logging.level": (r.logging.level, n.logging.level),
     }
     return [name for name, (old, now) in pairs.items() if old != now]
 
@@ -87,6 +96,9 @@ class Reloader(Generic[P]):
         #: Called after a reload asked of this process alone (``POST /admin/reload``) was applied:
         #: with ``--workers N`` it tells the supervisor, which sends SIGHUP to every worker.
         self.on_admin_reload: Callable[[], None] | None = None
+        #: Called with each policy installed: settings held outside the policy value (the
+        #: listener's body cap and timeouts) follow it.
+        self.on_install: list[Callable[[Config], None]] = []
 
     def view(self) -> dict[str, Any]:
         return {
@@ -129,6 +141,8 @@ class Reloader(Generic[P]):
         new = await self._build(config, version, self.policy)  # checks it as check-config does
         old, self.policy = self.policy, new
         self._install(self._svc, new)  # from here, new requests get the new policy
+        for hook in self.on_install:
+            hook(config)
         if self._svc.tls_context is not None and config.server.tls is not None:
             load_certificate(self._svc.tls_context, config.server.tls)
         self.reloads += 1

@@ -169,7 +169,7 @@ def test_counters_carry_over_and_restart_only_settings_are_reported(
         c = client(gw)
         for _ in range(3):
             c.chat.completions.create(model="gpt-4o-mini", messages=MSG)
-        text = policy(fake_upstream.base_url, db, rpm=3, extra="  port: 1")
+        text = policy(fake_upstream.base_url, db, rpm=3, extra="  port: 1\n  max_body_bytes: 400")
         gw.config_path.write_text(text.replace(f'sqlite:///{db}"', f'sqlite:///{db}", journal: false'))
         body = admin(gw, "POST", "/admin/reload").json()
         assert body["changed"] is True
@@ -180,6 +180,9 @@ def test_counters_carry_over_and_restart_only_settings_are_reported(
             "server.port",
             "store.journal",
         ]
+        with pytest.raises(openai.APIStatusError) as too_big:  # the listener follows the new body cap
+            c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x" * 500}])
+        assert too_big.value.status_code == 413
     finally:
         gw.stop()
 

@@ -93,6 +93,8 @@ async def serve(
         server = await loop.create_server(
             lambda: HttpProtocol(state), host, port, reuse_port=reuse_port, backlog=2048, ssl=tls
         )
+        if services.reloader is not None:
+            services.reloader.on_install.append(lambda cfg: _follow(state, cfg))
         reloads: set[asyncio.Task[object]] = set()
         loop.add_signal_handler(signal.SIGHUP, _on_sighup, services, reloads)
         if reuse_port and os.environ.get(_WORKER_ENV) is not None and services.reloader is not None:
@@ -111,6 +113,13 @@ async def serve(
             loop.remove_signal_handler(signal.SIGHUP)
             sweeper.cancel()
             server.close()
+
+
+def _follow(state: ServerState, config: Config) -> None:
+    """A reloaded policy's listener settings, for the next request on any connection."""
+    state.max_body = config.server.max_body_bytes
+    state.keepalive_s = config.server.keepalive_timeout_s
+    state.slow_client_s = config.server.client_timeout_s
 
 
 def _on_sighup(services: Services, tasks: set[asyncio.Task[object]]) -> None:

@@ -27,6 +27,8 @@ class PolicyControl(Protocol):
 
     on_admin_reload: Callable[[], None] | None
 
+    on_install: list[Callable[[Config], None]]
+
 
 @dataclass(slots=True)
 class Services:
