@@ -25,9 +25,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _old_sqlite(path: Path) -> None:
+def _old_sqlite(path: Path, commit: str = "2b76b23") -> None:
     conn = sqlite3.connect(path)
-    conn.executescript((FIXTURES / "schema_2b76b23.sqlite.sql").read_text())
+    conn.executescript((FIXTURES / f"schema_{commit}.sqlite.sql").read_text())
     conn.close()
 
 
@@ -86,6 +86,19 @@ async def test_sqlite_upgrade_from_the_first_schema_keeps_every_row(tmp_path: Pa
     # Column by column (name, type, not-null): a column added to ddl() without its step fails here.
     assert _sqlite_schema(old) == _sqlite_schema(new)
     assert _indexes(old) == _indexes(new)
+
+
+@pytest.mark.parametrize("commit", ["2b76b23", "0a834bb"])
+async def test_every_shipped_schema_upgrades_to_the_new_one(tmp_path: Path, commit: str) -> None:
+    old, new = tmp_path / "old.db", tmp_path / "new.db"
+    _old_sqlite(old, commit)
+    before = sqlite3.connect(old).execute("SELECT count(*) FROM requests").fetchone()[0]
+    for path in (old, new):
+        s = create_store(f"sqlite:///{path}")
+        await s.open()
+        await s.close()
+    assert sqlite3.connect(old).execute("SELECT count(*) FROM requests").fetchone()[0] == before > 0
+    assert _sqlite_schema(old) == _sqlite_schema(new)
 
 
 async def test_sqlite_open_migrates_and_old_rows_read_back(tmp_path: Path) -> None:
@@ -157,11 +170,13 @@ async def _pg_schema(url: str) -> dict[str, list[tuple[str, str, str]]]:
         await conn.close()
 
 
-async def test_postgres_upgrade_from_the_first_schema_keeps_every_row(pg_db: str) -> None:
+@pytest.mark.parametrize("commit", ["2b76b23", "0a834bb"])
+async def test_postgres_upgrade_from_a_shipped_schema_keeps_every_row(pg_db: str, commit: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(pg_db)
-    await conn.execute((FIXTURES / "schema_2b76b23.postgres.sql").read_text())
+    await conn.execute((FIXTURES / f"schema_{commit}.postgres.sql").read_text())
+    rows_before = int(await conn.fetchval("SELECT count(*) FROM requests"))
     await conn.close()
     store = create_store(pg_db)
     await store.open(migrate=False)
@@ -173,9 +188,9 @@ async def test_postgres_upgrade_from_the_first_schema_keeps_every_row(pg_db: str
         for o in others:
             await o.close()
         assert (await store.schema_status()).current
-        assert await store.count_requests() == 5
+        assert await store.count_requests() == rows_before
         await store.insert_requests([request_to_row(_record(1))])
-        assert await store.count_requests() == 6
+        assert await store.count_requests() == rows_before + 1
     finally:
         await store.close()
     conn = await asyncpg.connect(pg_db)
