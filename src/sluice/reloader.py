@@ -24,7 +24,7 @@ from sluice.config.loader import load_config_bytes, policy_version
 from sluice.config.model import Config
 from sluice.errors import SluiceError
 from sluice.server.services import Services
-from sluice.server.tls import load_certificate
+from sluice.server.tls import load_certificate, server_context
 
 log = logging.getLogger("sluice.reload")
 
@@ -136,15 +136,15 @@ class Reloader(Generic[P]):
         version = policy_version(raw)
         config = load_config_bytes(raw, str(self._path))
         if version == self.policy.version:
+            self._reload_certificate(config)  # a renewed certificate, the policy unchanged
             self.last_error = None
             return False
         new = await self._build(config, version, self.policy)  # checks it as check-config does
+        self._reload_certificate(config)
         old, self.policy = self.policy, new
         self._install(self._svc, new)  # from here, new requests get the new policy
         for hook in self.on_install:
             hook(config)
-        if self._svc.tls_context is not None and config.server.tls is not None:
-            load_certificate(self._svc.tls_context, config.server.tls)
         self.reloads += 1
         self.loaded_at, self.last_error = time.time(), None
         self.restart_required = restart_required(self._boot, config)
@@ -153,6 +153,14 @@ class Reloader(Generic[P]):
         await self._svc.keys.use_teams(config.teams)
         self._retire_later(old)
         return True
+
+    def _reload_certificate(self, config: Config) -> None:
+        """Serve the TLS files as they are now to new connections (checked on a fresh context
+        first, so a broken renewal leaves the served certificate alone)."""
+        live, tls = self._svc.tls_context, config.server.tls
+        if live is not None and tls is not None:
+            server_context(tls)
+            load_certificate(live, tls)
 
     def _retire_later(self, old: P) -> None:
         """Close the old policy's parts once no request can still be running on it."""

@@ -62,12 +62,12 @@ def test_tls_listener_and_certificate_reload(tmp_path: Path, fake_upstream: Fake
         cert2, key2 = self_signed(tmp_path, "second")
         trust = ssl.create_default_context(cafile=cert)  # either certificate, before and after
         trust.load_verify_locations(cert2)
-        shutil.copy(cert2, cert)
+        shutil.copy(cert2, cert)  # renewed in place (cert-manager, certbot); the policy unchanged
         shutil.copy(key2, key)
-        gw.config_path.write_text(gw.config_path.read_text() + "\n# renewed\n")
         auth = {"authorization": f"Bearer {ADMIN_KEY}"}
         r = httpx.post(base + "/admin/reload", headers=auth, verify=trust, timeout=10)
         assert r.status_code == 200, r.text
+        assert r.json()["changed"] is False
         assert same_cert(served_pem(gw.port), cert2.read_text())
         gw.config_path.write_text(gw.config_path.read_text() + "\n# by the CLI\n")
         out = gw.cli("reload", "--config", str(gw.config_path), "--url", base, "--cacert", str(cert2))
