@@ -68,12 +68,11 @@ async def test_keys_roundtrip_and_revoke(store: Store) -> None:
 
 
 async def test_requests_batch_idempotent_and_spend(store: Store) -> None:
-    await store.insert_requests([request_to_row(_record(i)) for i in range(10)])
+    rows = [request_to_row(_record(i)) for i in range(10)]
+    await store.insert_requests(rows)
+    # A replay (spool, journal) repeats a row exactly: ignored.
     await store.insert_requests(
-        [
-            request_to_row(_record(3)),
-            request_to_row(_record(11, team="ops", status=502, cost_usd=None, cost_nusd=None)),
-        ]
+        [rows[3], request_to_row(_record(11, team="ops", status=502, cost_usd=None, cost_nusd=None))]
     )
     assert await store.count_requests() == 11
     rows = {r.group: r for r in await store.spend("team", None)}

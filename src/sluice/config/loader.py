@@ -5,6 +5,7 @@ Every failure is a :class:`ConfigError` whose message names the key's path (``$.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import typing
 from collections.abc import Mapping
@@ -105,14 +106,26 @@ def _check_named_entries(data: dict[str, Any], hook: Any, origin: str) -> None:
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read policy file {p}: {exc.strerror}") from None
+    return load_config_bytes(raw, str(p), environ)
+
+
+def load_config_bytes(raw: bytes, origin: str, environ: Mapping[str, str] | None = None) -> Config:
+    """The policy file's bytes, already read (a reload hashes the very bytes it parses)."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{origin}: the policy file is not UTF-8") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
-    return parse_config(data, environ, origin=str(p))
+        raise ConfigError(f"{origin}: invalid YAML: {exc}") from None
+    return parse_config(data, environ, origin=origin)
+
+
+def policy_version(raw: bytes) -> str:
+    """A policy's version: the first 16 hex digits of the SHA-256 of its file."""
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def _check_references(config: Config, origin: str) -> None:

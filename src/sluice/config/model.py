@@ -14,6 +14,7 @@ import msgspec
 from sluice.config.adaptive import AdaptiveConfig
 from sluice.config.feedback import FeedbackConfig
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
+from sluice.config.ops import TlsConfig
 from sluice.config.reports import ReportsConfig
 from sluice.config.residency import Labels, RequireSpec
 from sluice.config.routing import RouteConfig, RoutingConfig, Strategy
@@ -41,6 +42,12 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     client_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     #: Most completions one chat request may ask for (``n``); each is reserved against limits.
     max_n: Annotated[int, msgspec.Meta(ge=1, le=128)] = 8
+    #: On SIGTERM: fail /readyz and keep serving this long (for the load balancer to notice), then drain.
+    drain_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    #: Reload the policy when its file changes (SIGHUP and POST /admin/reload always work).
+    watch_policy: bool = False
+    #: Serve HTTPS: PEM certificate chain and key files.
+    tls: TlsConfig | None = None
 
 
 class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -52,6 +59,10 @@ class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     queue_size: int = 200_000
     #: How often each replica re-reads keys (revocations by another replica or the CLI).
     key_refresh_s: float = 1.0
+    #: Append each finished record to a local journal before the answer is sent (a kill -9 loses none).
+    journal: bool = True
+    #: Days request records are kept (None: for ever). PostgreSQL drops whole day partitions.
+    retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class OutageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

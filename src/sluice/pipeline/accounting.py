@@ -32,9 +32,17 @@ CLIENT_CLOSED = 499
 
 class Accounting:
     def __init__(
-        self, writer: RecordWriter, prices: PriceBook, provider_types: Mapping[str, str], *, log_access: bool
+        self,
+        writer: RecordWriter,
+        prices: PriceBook,
+        provider_types: Mapping[str, str],
+        *,
+        log_access: bool,
+        policy_version: str | None = None,
     ) -> None:
         self._writer = writer
+        #: The policy this accounting belongs to: its records carry the version (one per reload).
+        self._policy_version = policy_version
         self._prices = prices
         self._provider_types = provider_types
         self._log_access = log_access
@@ -170,6 +178,7 @@ class Accounting:
             cost_nusd=bill.nusd,
             prices=_encode(bill.prices).decode() if bill.prices else None,
             cost_estimated=bill.estimated,
+            policy_version=self._policy_version,
         )
 
 

@@ -58,6 +58,8 @@ class RouterHooks:
     rand: Callable[[], float] = random.random
     #: Receives each finished shadow call's context (app wiring: ``accounting.finish``).
     shadow_sink: Callable[[RequestContext], None] | None = None
+    #: The previous router's breakers and latencies, carried over a policy reload.
+    health: HealthBoard | None = None
 
 
 class Router:
@@ -79,7 +81,7 @@ class Router:
         self._transport = transport
         self._prices = prices or PriceBook.load(config.prices)
         self.table = RouteTable(config.routes, config.models, routing, config.server.request_timeout_s)
-        self.health = HealthBoard(
+        self.health = hooks.health or HealthBoard(
             routing.breaker, routing.latency_alpha, hooks.clock, max_age_s=routing.latency_max_age_s
         )
         self.residency = Residency(config)

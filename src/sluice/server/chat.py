@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 
 from sluice.config.residency import parse_request_requirements
-from sluice.errors import ServiceUnavailable, SluiceError
+from sluice.errors import SluiceError
 from sluice.schema.chat import ChatRequest, ChatResponse
 from sluice.schema.context import ChunkStream, RequestContext
 from sluice.server.dialect import Dialect, StreamEncoder
@@ -23,9 +23,9 @@ SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-contro
 
 
 async def admit(svc: Services, request: Request, ctx: RequestContext) -> bytes:
-    """Authenticate (before reading a byte of the body), then read it."""
-    if svc.draining:
-        raise ServiceUnavailable("the gateway is shutting down")
+    """Authenticate (before reading a byte of the body), then read it. A request that arrives
+    while the gateway drains is still answered (with ``connection: close``): it reached this
+    replica before the listener closed, and a load balancer cannot resend a refused POST."""
     ctx.principal = await svc.keys.authenticate(ctx.presented_key)
     return await read_json_body(request)
 

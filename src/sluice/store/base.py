@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from sluice.errors import ConfigError
 from sluice.store.feedback import FeedbackRow, RequestFacts
+from sluice.store.migrations import SchemaStatus
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.reports import TeamModelSpend
 from sluice.store.rows import RequestRow
@@ -19,7 +20,23 @@ class Store(Protocol):
     request records are written in batches by :class:`sluice.store.writer.RecordWriter`.
     Every method raises ``StoreUnavailable`` when the database cannot be reached."""
 
-    async def open(self) -> None: ...
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect; with ``migrate``, bring the schema up to date first (see ``store.migrations``)."""
+        ...
+
+    async def migrate(self) -> list[str]:
+        """Apply pending schema steps under the store's migration lock; returns what was applied."""
+        ...
+
+    async def schema_status(self) -> SchemaStatus: ...
+
+    async def prepare_partitions(self, now: float) -> None:
+        """PostgreSQL: make the request table's day partitions for ``now`` and the days after."""
+        ...
+
+    async def purge_before(self, cutoff: float) -> int:
+        """Retention: remove request records older than ``cutoff`` (epoch seconds)."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -9,10 +9,13 @@ raised as asyncpg raised it, so it is seen for what it is rather than retried as
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
+from sluice.store import migrations
 from sluice.store.base import StoreUnavailable
 from sluice.store.feedback import FEEDBACK_COLUMNS, REQUEST_FACTS_SELECT, FeedbackRow, RequestFacts
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
@@ -26,18 +29,35 @@ from sluice.store.schema_sql import (
     SHADOW_COLUMNS,
     SPEND_AGGREGATES,
     TEAM_MODEL_SPEND,
-    ddl,
 )  # fmt: skip
 
+T = TypeVar("T")
+log = logging.getLogger("sluice.store")
 _TIMEOUT_S = 5.0
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
 _SHADOW_SELECT = "SELECT " + ", ".join(SHADOW_COLUMNS) + " FROM requests"
 _LEDGER_SELECT = "SELECT " + ", ".join(LEDGER_COLUMNS) + " FROM requests"
 _REQ_INSERT = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i + 1}' for i in range(len(REQUEST_COLUMNS)))}) ON CONFLICT (id) DO NOTHING"
+    f"VALUES ({', '.join(f'${i + 1}' for i in range(len(REQUEST_COLUMNS)))}) ON CONFLICT DO NOTHING"
 )
 _KEY_INSERT = f"INSERT INTO keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(KEY_COLUMNS)))})"
+
+
+#: Day partitions made ahead of today, so a request after midnight always has its partition.
+PARTITIONS_AHEAD = 2
+_PARTITIONS_SQL = (
+    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'requests' ORDER BY 1"
+)
+
+
+def _partition_end(name: str) -> float | None:
+    """``requests_p20261201`` -> the epoch second its day ends; None for another table."""
+    if not name.startswith("requests_p") or not name[10:].isdigit() or len(name) != 18:
+        return None
+    day = datetime.strptime(name[10:], "%Y%m%d").replace(tzinfo=UTC)
+    return day.timestamp() + 86400
 
 
 class PostgresStore:
@@ -45,7 +65,7 @@ class PostgresStore:
         self.url = url
         self._pool: Any = None
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         try:
             import asyncpg
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -56,11 +76,62 @@ class PostgresStore:
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=4, timeout=_TIMEOUT_S, command_timeout=_TIMEOUT_S
             )
-            async with self._pool.acquire() as conn:
-                for stmt in ddl("DOUBLE PRECISION", "BIGINT"):
-                    await conn.execute(stmt)
+            if migrate:
+                async with self._pool.acquire() as conn:
+                    applied = await migrations.pg_migrate(conn)
+                if applied:
+                    log.info(
+                        "store: schema migrated to version %d (%s)", migrations.LATEST, "; ".join(applied)
+                    )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise StoreUnavailable(f"cannot open PostgreSQL store: {type(exc).__name__}: {exc}") from exc
+
+    async def prepare_partitions(self, now: float) -> None:
+        """Today's partition and the next two days' (one replica at a time; the others skip)."""
+        today = int(now // 86400)
+
+        async def create(conn: Any) -> None:
+            async with conn.transaction():
+                if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", migrations.PG_LOCK_KEY + 1):
+                    await conn.execute(migrations.pg_day_partitions_sql(today, today + PARTITIONS_AHEAD))
+
+        await self._with_conn(create)
+
+    async def purge_before(self, cutoff: float) -> int:
+        """Drop the day partitions that end at or before ``cutoff`` (whole days, no row scan);
+        delete the older rows of the default partition. Returns the partitions dropped."""
+
+        async def purge(conn: Any) -> int:
+            async with conn.transaction():
+                if not await conn.fetchval(
+                    "SELECT pg_try_advisory_xact_lock($1)", migrations.PG_LOCK_KEY + 1
+                ):
+                    return 0  # another replica is at it
+                names = [r[0] for r in await conn.fetch(_PARTITIONS_SQL)]
+                old = [n for n in names if _partition_end(n) is not None and _partition_end(n) <= cutoff]  # type: ignore[operator]
+                for name in old:
+                    await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+                await conn.execute("DELETE FROM requests_default WHERE ts < $1", cutoff)
+                return len(old)
+
+        return await self._with_conn(purge)
+
+    async def migrate(self) -> list[str]:
+        return await self._with_conn(migrations.pg_migrate)
+
+    async def schema_status(self) -> migrations.SchemaStatus:
+        return await self._with_conn(migrations.pg_status)
+
+    async def _with_conn(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        if self._pool is None:
+            raise StoreUnavailable("store is not open")
+        try:
+            async with self._pool.acquire(timeout=_TIMEOUT_S) as conn:
+                return await fn(conn)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         if self._pool is not None:

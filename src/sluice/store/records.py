@@ -73,6 +73,8 @@ class RequestRecord:
     prices: str | None = None
     #: Some billed tokens were estimated (a stream cut before the provider reported its usage).
     cost_estimated: bool = False
+    #: The policy the request was served under (a hash of the policy file; hot reload changes it).
+    policy_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ REQUEST_COLUMNS: Final = (
     "provider", "route", "stream", "status", "error_source", "error_kind", "error_message",
     "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_detail", "note", "route_reason",
-    "shadow_of", "comparison", "cost_nusd", "prices", "cost_estimated",
+    "shadow_of", "comparison", "cost_nusd", "prices", "cost_estimated", "policy_version",
 )  # fmt: skip
 
 LEDGER_COLUMNS: Final = ("id", "ts", "team", "key_id", "shadow_of", "status", "attempts_detail")
@@ -40,7 +40,7 @@ def ddl(real: str, bigint: str) -> list[str]:
             reasoning_tokens {bigint} NOT NULL, cost_usd {real}, latency_ms {real} NOT NULL,
             ttft_ms {real}, attempts INTEGER NOT NULL, attempts_detail TEXT, note TEXT,
             route_reason TEXT, shadow_of TEXT, comparison TEXT, cost_nusd {bigint}, prices TEXT,
-            cost_estimated INTEGER NOT NULL DEFAULT 0)""",
+            cost_estimated INTEGER NOT NULL DEFAULT 0, policy_version TEXT)""",
         "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
         f"CREATE TABLE IF NOT EXISTS report_runs (key TEXT PRIMARY KEY, ts {real} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team, ts)",

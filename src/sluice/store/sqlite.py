@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from sluice.store import migrations
 from sluice.store.base import StoreUnavailable
 from sluice.store.feedback import FEEDBACK_COLUMNS, REQUEST_FACTS_SELECT, FeedbackRow, RequestFacts
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
@@ -27,10 +29,10 @@ from sluice.store.schema_sql import (
     SHADOW_COLUMNS,
     SPEND_AGGREGATES,
     TEAM_MODEL_SPEND,
-    ddl,
 )  # fmt: skip
 
 T = TypeVar("T")
+log = logging.getLogger("sluice.store")
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
 _SHADOW_SELECT = "SELECT " + ", ".join(SHADOW_COLUMNS) + " FROM requests"
 _LEDGER_SELECT = "SELECT " + ", ".join(LEDGER_COLUMNS) + " FROM requests"
@@ -39,6 +41,12 @@ _REQ_INSERT = (
     f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)})"
 )
 _KEY_INSERT = f"INSERT INTO keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join('?' for _ in KEY_COLUMNS)})"
+
+
+#: Retention deletes this many rows per statement (a few ms of the database thread), then pauses.
+PURGE_BATCH = 1000
+PURGE_PAUSE_S = 0.05
+_PURGE = "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests WHERE ts < ? LIMIT ?)"
 
 
 def sqlite_path(url: str) -> str:
@@ -88,7 +96,7 @@ class SQLiteStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         def connect() -> None:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -96,14 +104,38 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            for stmt in ddl("REAL", "INTEGER"):
-                conn.execute(stmt)
+            if migrate:
+                applied = migrations.sqlite_migrate(conn)
+                if applied:
+                    log.info(
+                        "store: schema migrated to version %d (%s)", migrations.LATEST, "; ".join(applied)
+                    )
             self._conn = conn
 
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, connect)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open sqlite database {self.path}: {exc}") from exc
+
+    async def prepare_partitions(self, now: float) -> None:
+        return None  # one table; retention deletes rows
+
+    async def purge_before(self, cutoff: float) -> int:
+        """Delete rows older than ``cutoff`` in small batches, each its own short transaction on
+        the database thread, with a pause between, so the request log's inserts interleave."""
+        total = 0
+        while True:
+            n = await self._run(lambda c: c.execute(_PURGE, (cutoff, PURGE_BATCH)).rowcount)
+            total += n
+            if n < PURGE_BATCH:
+                return total
+            await asyncio.sleep(PURGE_PAUSE_S)
+
+    async def migrate(self) -> list[str]:
+        return await self._run(migrations.sqlite_migrate)
+
+    async def schema_status(self) -> migrations.SchemaStatus:
+        return await self._run(migrations.sqlite_status)
 
     async def close(self) -> None:
         def close() -> None:
