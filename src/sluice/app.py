@@ -21,6 +21,7 @@ from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache, make_authorize_middleware
 from sluice.pipeline.core import compose
+from sluice.pipeline.guardrails import Guardrails, transport_post
 from sluice.pipeline.quotas import Quotas
 from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
@@ -116,6 +117,8 @@ async def running(config: Config) -> AsyncIterator[Services]:
         hooks=RouterHooks(shadow_sink=accounting.finish),  # shadow calls get records of their own
     )  # fmt: skip
 
+    guardrails = Guardrails(config, transport_post(transport))
+
     async def terminal(ctx: RequestContext) -> Result:
         return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))
 
@@ -125,6 +128,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
             make_authorize_middleware(frozenset(config.models)),
             router.select,  # routes: (sets ctx.route, so the route's rate limit applies below)
             quotas,  # rate limits and budgets: reserve before, settle after
+            guardrails.middleware,  # input checks before the cache and any upstream call; output checks
         ],
         terminal,
     )

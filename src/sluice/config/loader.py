@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from sluice.config.guardrails import check_guardrails, fix_yaml_on_keys
 from sluice.config.model import Config, Secret
 from sluice.config.routing_checks import check_routing
 from sluice.errors import ConfigError
@@ -48,6 +49,7 @@ def parse_config(data: Any, environ: Mapping[str, str] | None = None, *, origin:
         raise ConfigError(f"{origin}: the policy file must be a mapping at the top level")
     env = os.environ if environ is None else environ
     hook = _make_dec_hook(env)
+    fix_yaml_on_keys(data)
     _check_named_entries(data, hook, origin)
     try:
         config = msgspec.convert(data, Config, dec_hook=hook, str_keys=True)
@@ -97,6 +99,9 @@ def _check_references(config: Config, origin: str) -> None:
             if target.provider not in config.providers:
                 raise ConfigError(f"{origin}: unknown provider '{target.provider}' - at `{path}.provider`")
     check_routing(config, origin)
+    lists = [("$.routing.guardrails", config.routing.guardrails)]
+    lists += [(f"$.routes[{i}].guardrails", r.guardrails) for i, r in enumerate(config.routes)]
+    check_guardrails(config.guardrails, lists, origin)
     for team_name, team in config.teams.items():
         for i, model_name in enumerate(team.models or []):
             if model_name not in config.models:

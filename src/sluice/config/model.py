@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from sluice.config.guardrails import GuardrailConfig, PayloadMode
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
 from sluice.config.routing import RouteConfig, RoutingConfig, Strategy
 from sluice.config.secret import Secret
@@ -111,6 +112,9 @@ class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: Log one JSON line per request (identity, model, tokens, cost, latency; never payloads).
     access_log: bool = False
+    #: Request and response bodies in the request record: ``redacted`` after every PII and secrets
+    #: detector (whatever the route's actions), ``full`` as sent and answered.
+    payloads: PayloadMode = "none"
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -126,3 +130,4 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+    guardrails: dict[str, GuardrailConfig] = msgspec.field(default_factory=dict)

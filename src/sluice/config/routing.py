@@ -94,6 +94,8 @@ class RoutingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     retry_budget: RetryBudgetConfig = msgspec.field(default_factory=RetryBudgetConfig)
     #: Weight of the newest sample in each target's moving average of latency (least_latency).
     latency_alpha: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.3
+    #: Guardrails applied to every request, before the matched route's own list.
+    guardrails: list[str] = msgspec.field(default_factory=list)
 
 
 class RouteMatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -153,6 +153,9 @@ class Accounting:
             route_reason=ctx.route_reason,
             shadow_of=ctx.shadow_of,
             comparison=ctx.comparison,
+            guardrails=ctx.guardrails,
+            request_body=ctx.request_body,
+            response_body=ctx.response_body,
         )
 
 

@@ -69,6 +69,11 @@ class RequestRecord:
     #: Shadow calls: the mirrored request's id, and the comparison of the two answers (JSON).
     shadow_of: str | None = None
     comparison: str | None = None
+    #: JSON list of guardrail verdicts: {guardrail, type, direction, action, outcome, counts, ...}.
+    guardrails: str | None = None
+    #: ``logging.payloads``: bodies, redacted by every PII and secrets detector unless ``full``.
+    request_body: str | None = None
+    response_body: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ REQUEST_COLUMNS: Final = (
     "provider", "route", "stream", "status", "error_source", "error_kind", "error_message",
     "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_detail", "note", "route_reason",
-    "shadow_of", "comparison",
+    "shadow_of", "comparison", "guardrails", "request_body", "response_body",
 )  # fmt: skip
 
 SHADOW_COLUMNS: Final = ("id", "ts", "route", "shadow_of", "status", "cost_usd", "comparison")
@@ -35,7 +35,8 @@ def ddl(real: str, bigint: str) -> list[str]:
             cached_tokens {bigint} NOT NULL, cache_write_tokens {bigint} NOT NULL,
             reasoning_tokens {bigint} NOT NULL, cost_usd {real}, latency_ms {real} NOT NULL,
             ttft_ms {real}, attempts INTEGER NOT NULL, attempts_detail TEXT, note TEXT,
-            route_reason TEXT, shadow_of TEXT, comparison TEXT)""",
+            route_reason TEXT, shadow_of TEXT, comparison TEXT, guardrails TEXT, request_body TEXT,
+            response_body TEXT)""",
         "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
         "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team, ts)",
         "CREATE INDEX IF NOT EXISTS requests_key_ts ON requests (key_id, ts)",
