@@ -56,21 +56,26 @@ class Guard:
 
 
 def build_guard(name: str, cfg: GuardrailConfig) -> Guard:
-    common = {
-        "name": name, "action": cfg.action, "on_input": "input" in cfg.on, "on_output": "output" in cfg.on,
-        "allow_on_error": cfg.on_error == "allow",
-    }  # fmt: skip
+    detector: Detector | None = None
     if isinstance(cfg, PiiGuardrail):
-        return Guard(
-            type="pii", detector=PiiDetector(cfg.entities, cfg.patterns), restore=cfg.restore, **common
-        )  # type: ignore[arg-type]
-    if isinstance(cfg, SecretsGuardrail):
-        return Guard(type="secrets", detector=SecretsDetector(entropy=cfg.entropy), **common)  # type: ignore[arg-type]
-    if isinstance(cfg, PromptInjectionGuardrail):
-        return Guard(type="prompt_injection", threshold=cfg.threshold, scorer=InjectionScorer(), **common)  # type: ignore[arg-type]
-    if isinstance(cfg, OutputSchemaGuardrail):
-        return Guard(type="output_schema", retry=cfg.retry, **common)  # type: ignore[arg-type]
-    return Guard(type="webhook", webhook=cfg, **common)  # type: ignore[arg-type]
+        detector = PiiDetector(cfg.entities, cfg.patterns)
+    elif isinstance(cfg, SecretsGuardrail):
+        detector = SecretsDetector(entropy=cfg.entropy)
+    injection = isinstance(cfg, PromptInjectionGuardrail)
+    return Guard(
+        name=name,
+        type=type(cfg).__struct_config__.tag,  # type: ignore[arg-type]
+        action=cfg.action,
+        on_input="input" in cfg.on,
+        on_output="output" in cfg.on,
+        allow_on_error=cfg.on_error == "allow",
+        detector=detector,
+        restore=isinstance(cfg, PiiGuardrail) and cfg.restore,
+        threshold=cfg.threshold if isinstance(cfg, PromptInjectionGuardrail) else 0.5,
+        retry=isinstance(cfg, OutputSchemaGuardrail) and cfg.retry,
+        webhook=cfg if isinstance(cfg, WebhookGuardrail) else None,
+        scorer=InjectionScorer() if injection else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
