@@ -22,6 +22,38 @@ class Detector(Protocol):
         ...
 
 
+class FindingsCache:
+    """Findings of whole texts seen recently (system prompts and chat histories are sent again with
+    every turn). Memory only; bounded by entries (cleared when full) and by which texts are kept:
+    only those of ``min_len`` to ``max_len`` characters. Stream windows never go through it."""
+
+    __slots__ = ("_chars", "_detector", "_entries", "_max_chars", "_max_entries", "_max_len", "_min_len")
+
+    def __init__(
+        self, detector: Detector, *, max_entries: int = 2048, max_chars: int = 4_000_000, min_len: int = 200,
+        max_len: int = 65536,
+    ) -> None:  # fmt: skip
+        self._detector = detector
+        self._entries: dict[str, tuple[Finding, ...]] = {}
+        self._chars = 0
+        self._max_entries = max_entries
+        self._max_chars = max_chars
+        self._min_len = min_len
+        self._max_len = max_len
+
+    def find(self, text: str) -> list[Finding]:
+        if not self._min_len <= len(text) <= self._max_len:
+            return self._detector.find(text)
+        hit = self._entries.get(text)
+        if hit is None:
+            if len(self._entries) >= self._max_entries or self._chars + len(text) > self._max_chars:
+                self._entries.clear()
+                self._chars = 0
+            hit = self._entries[text] = tuple(self._detector.find(text))
+            self._chars += len(text)
+        return list(hit)
+
+
 #: Characters that can be part of an entity's run (emails, keys, numbers, IPs, IBANs, placeholders).
 _RUN = frozenset("@._%+-:/=()[]#~*") | frozenset("0123456789")
 #: The longest run the scanner holds back; longer random runs are caught by the entropy check.

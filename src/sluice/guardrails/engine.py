@@ -19,7 +19,7 @@ from sluice.config.guardrails import (
     WebhookGuardrail,
 )
 from sluice.errors import GuardrailBlocked, GuardrailUnavailable
-from sluice.guardrails.detector import Detector
+from sluice.guardrails.detector import Detector, FindingsCache
 from sluice.guardrails.injection import InjectionScorer
 from sluice.guardrails.pii import PiiDetector
 from sluice.guardrails.redact import Placeholders
@@ -47,6 +47,8 @@ class Guard:
     retry: bool = False
     webhook: WebhookGuardrail | None = None
     scorer: InjectionScorer | None = None
+    #: ``detector`` behind a cache of recent whole texts (input and whole answers; not streams).
+    cached: FindingsCache | None = None
 
     def verdict(self, direction: str, outcome: str, **extra: object) -> Verdict:
         return Verdict(
@@ -75,6 +77,7 @@ def build_guard(name: str, cfg: GuardrailConfig) -> Guard:
         retry=isinstance(cfg, OutputSchemaGuardrail) and cfg.retry,
         webhook=cfg if isinstance(cfg, WebhookGuardrail) else None,
         scorer=InjectionScorer() if injection else None,
+        cached=FindingsCache(detector) if detector is not None else None,
     )
 
 

@@ -31,7 +31,7 @@ async def check_input(state: RequestState, texts: Texts, webhooks: WebhookCaller
 
 
 def _entities(guard: Guard, state: RequestState, texts: Texts) -> None:
-    detector = guard.detector
+    detector = guard.cached
     assert detector is not None
     counts: dict[str, int] = {}
     redact = guard.action == "redact"

@@ -22,7 +22,7 @@ def check_answer(state: RequestState, resp: ChatResponse) -> None:
 
 
 def check_texts(guard: Guard, state: RequestState, slots: list[Slot]) -> None:
-    detector = guard.detector
+    detector = guard.cached
     assert detector is not None
     counts: dict[str, int] = {}
     redact = guard.action == "redact"

@@ -19,9 +19,6 @@ from typing import Final
 from sluice.guardrails.detector import tail_run_start
 from sluice.guardrails.verdict import Finding
 
-_EMAIL = re.compile(
-    r"(?<![\w.%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z]{2,24}(?![\w\-])"
-)
 _SSN = re.compile(r"(?<![\w\-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w\-])")
 _CARD = re.compile(r"(?<![\w\-.])\d(?:[ \-]?\d){12,18}(?![\w\-])")
 _PHONE = re.compile(
@@ -30,8 +27,17 @@ _PHONE = re.compile(
 )
 _IPV4 = re.compile(r"(?<![\w.\-])(?:\d{1,3}\.){3}\d{1,3}(?![\w\-]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_V6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})(\d{2})((?: ?[A-Z0-9]){11,30})(?![A-Za-z0-9])")
 _HAS_DIGIT = re.compile(r"\d")
+#: Candidate spans for the digit entities: a digit, "+" or "(" and then 6+ digits or separators.
+#: Starting with a character class (no look-behind) lets the regex engine skip to the next digit
+#: at C speed; each specific pattern then runs only inside a candidate's window.
+_CLUSTER = re.compile(r"[0-9+(][0-9 ()+.\-/]{6,}")
+_UPPER_PAIR = re.compile(r"[A-Z]{2}")
+_SEPARATORS = str.maketrans("", "", " ()+.-/")
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z]{2,24}(?![\w\-])")
+_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 
 #: Text just before a number that says it is not a card / an IP.
 _NOT_CARD = re.compile(
@@ -99,19 +105,29 @@ def _before(text: str, start: int, n: int = 32) -> str:
 
 
 def _emails(text: str) -> Iterable[Finding]:
-    if "@" in text:
-        for m in _EMAIL.finditer(text):
-            yield Finding(m.start(), m.end(), "email")
+    """From each "@": the local part backwards (up to 64 characters), the domain forwards."""
+    at = text.find("@")
+    while at >= 0:
+        start = at
+        lo = max(0, at - 64)
+        while start > lo and text[start - 1] in _LOCAL:
+            start -= 1
+        while start < at and not text[start].isalnum():  # a local part starts with a letter or digit
+            start += 1
+        dom = _DOMAIN.match(text, at + 1)
+        if start < at and dom is not None and (start == 0 or text[start - 1] not in _LOCAL):
+            yield Finding(start, dom.end(), "email")
+        at = text.find("@", at + 1)
 
 
-def _ssns(text: str) -> Iterable[Finding]:
-    for m in _SSN.finditer(text):
+def _ssns(text: str, lo: int = 0, hi: int | None = None) -> Iterable[Finding]:
+    for m in _SSN.finditer(text, lo, len(text) if hi is None else hi):
         if _ssn_ok(m.group(1), m.group(3), m.group(4)):
             yield Finding(m.start(), m.end(), "ssn")
 
 
-def _cards(text: str) -> Iterable[Finding]:
-    for m in _CARD.finditer(text):
+def _cards(text: str, lo: int = 0, hi: int | None = None) -> Iterable[Finding]:
+    for m in _CARD.finditer(text, lo, len(text) if hi is None else hi):
         digits = m.group().replace(" ", "").replace("-", "")
         if not (_card_issuer_ok(digits) and luhn_ok(digits)):
             continue
@@ -121,24 +137,31 @@ def _cards(text: str) -> Iterable[Finding]:
         yield Finding(m.start(), m.end(), "credit_card")
 
 
-def _phones(text: str) -> Iterable[Finding]:
-    for m in _PHONE.finditer(text):
+def _phones(text: str, lo: int = 0, hi: int | None = None) -> Iterable[Finding]:
+    for m in _PHONE.finditer(text, lo, len(text) if hi is None else hi):
         digits = sum(c.isdigit() for c in m.group())
         if 8 <= digits <= 15:
             yield Finding(m.start(), m.end(), "phone")
 
 
-def _ips(text: str) -> Iterable[Finding]:
-    if "." in text:
-        for m in _IPV4.finditer(text):
-            parts = m.group().split(".")
-            valid = all(int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts)
-            if valid and not _NOT_IP.search(_before(text, m.start(), 16)):
+def _ipv4s(text: str, lo: int = 0, hi: int | None = None) -> Iterable[Finding]:
+    for m in _IPV4.finditer(text, lo, len(text) if hi is None else hi):
+        parts = m.group().split(".")
+        valid = all(int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts)
+        if valid and not _NOT_IP.search(_before(text, m.start(), 16)):
+            yield Finding(m.start(), m.end(), "ip")
+
+
+def _ipv6s(text: str) -> Iterable[Finding]:
+    """Around each ``:hex:`` (literal-first, so prose colons cost nothing), the full pattern."""
+    end = -1
+    for c in _V6_HINT.finditer(text):
+        if c.start() < end:
+            continue
+        for m in _IPV6.finditer(text, max(0, c.start() - 40, end), min(len(text), c.end() + 40)):
+            if m.group().count(":") >= 2 and _is_ipv6(m.group()) and m.start() >= end:
                 yield Finding(m.start(), m.end(), "ip")
-    if "::" in text or text.count(":") >= 7:
-        for m in _IPV6.finditer(text):
-            if m.group().count(":") >= 2 and _is_ipv6(m.group()):
-                yield Finding(m.start(), m.end(), "ip")
+                end = m.end()
 
 
 def _is_ipv6(s: str) -> bool:
@@ -149,43 +172,69 @@ def _is_ipv6(s: str) -> bool:
     return s != "::"
 
 
-def _ibans(text: str) -> Iterable[Finding]:
-    for m in _IBAN.finditer(text):
+def _ibans(text: str, lo: int = 0, hi: int | None = None) -> Iterable[Finding]:
+    for m in _IBAN.finditer(text, lo, len(text) if hi is None else hi):
         if iban_ok(m.group(1), m.group(2), m.group(3)):
             yield Finding(m.start(), m.end(), "iban")
 
 
-_FINDERS: Final[dict[str, Callable[[str], Iterable[Finding]]]] = {
-    "email": _emails, "ssn": _ssns, "credit_card": _cards, "phone": _phones, "ip": _ips, "iban": _ibans,
+Window = Callable[[str, int, int | None], Iterable[Finding]]
+#: Digit entities, each searched only inside the candidate windows of ``_CLUSTER``.
+_DIGIT_FINDERS: Final[dict[str, Window]] = {
+    "ssn": _ssns, "credit_card": _cards, "phone": _phones, "ip": _ipv4s, "iban": _ibans,
 }  # fmt: skip
-#: Entities that need a digit to match: skipped at once for a text without one.
-_NEEDS_DIGIT: Final = frozenset({"ssn", "credit_card", "phone", "ip", "iban"})
+_ENTITY_ORDER: Final = ("email", "ssn", "credit_card", "phone", "ip", "iban")
 
 
 class PiiDetector:
     """The built-in entities chosen, then the named user patterns."""
 
-    __slots__ = ("_digit", "_patterns", "_plain", "patterns")
+    __slots__ = ("_digit", "_email", "_iban", "_ipv6", "_patterns", "patterns")
 
     def __init__(self, entities: Iterable[str], patterns: dict[str, str] | None = None) -> None:
-        chosen = [e for e in _FINDERS if e in set(entities)]  # a fixed order: cards before phones
-        self._plain = [_FINDERS[e] for e in chosen if e not in _NEEDS_DIGIT]
-        self._digit = [_FINDERS[e] for e in chosen if e in _NEEDS_DIGIT]
+        chosen = set(entities)
+        self._email = "email" in chosen
+        self._ipv6 = "ip" in chosen
+        self._iban = "iban" in chosen
+        # a fixed order: cards before phones, so an overlap is read as the card
+        self._digit = [
+            _DIGIT_FINDERS[e] for e in _ENTITY_ORDER if e in chosen and e in _DIGIT_FINDERS and e != "iban"
+        ]
         self.patterns = dict(patterns or {})
         self._patterns = [(name, re.compile(p)) for name, p in self.patterns.items()]
 
     def find(self, text: str) -> list[Finding]:
         out: list[Finding] = []
-        for finder in self._plain:
-            out.extend(finder(text))
-        if self._digit and _HAS_DIGIT.search(text):
-            for finder in self._digit:
-                out.extend(finder(text))
+        if self._email and "@" in text:
+            out.extend(_emails(text))
+        if (self._digit or self._iban) and _HAS_DIGIT.search(text):
+            self._digits(text, out)
         for name, pattern in self._patterns:
             out.extend(
                 Finding(m.start(), m.end(), name) for m in pattern.finditer(text) if m.end() > m.start()
             )
         return out
+
+    def _digits(self, text: str, out: list[Finding]) -> None:
+        n = len(text)
+        iban_end = -1
+        for m in _CLUSTER.finditer(text):
+            s, e = m.span()
+            frag = m.group()
+            digits = len(frag.translate(_SEPARATORS))
+            hi = min(n, e + 1)  # one character more, for the patterns' look-ahead
+            # Every digit entity has 9+ digits, or a "+" (phones), or three dots (IPv4): dates,
+            # versions and amounts are skipped without running the patterns.
+            if digits >= 9 or "+" in frag or frag.count(".") >= 3:
+                for finder in self._digit:
+                    out.extend(finder(text, s, hi))
+            lo = max(0, s - 34, iban_end)
+            if self._iban and digits >= 6 and _UPPER_PAIR.search(text, lo, s + 2):
+                for f in _ibans(text, lo, hi):
+                    out.append(f)
+                    iban_end = f.end
+        if self._ipv6:
+            out.extend(_ipv6s(text))
 
     def hold_from(self, text: str) -> int:
         return tail_run_start(text)

@@ -5,7 +5,8 @@ No byte a blocking or redacting guardrail has not passed reaches the caller. Eac
 still grow into a match — the trailing run of entity characters (``bob@exa``, ``123-45-``,
 ``sk-proj-ab``), or a private key block until its END line — and releases the rest at once, redacted.
 A match that spans chunks (an SSN in three pieces) is therefore whole in the window when it is
-scanned. A block raises :class:`GuardrailBlocked` before any of the offending text is released.
+scanned. A block raises :class:`GuardrailBlocked` before any of the offending text is released. With only
+``log`` guardrails nothing is held: the text flows unchanged and the window only counts.
 The last ``_CONTEXT`` released characters are kept (in memory only) so look-behind rules still see
 what came before the window.
 """
@@ -60,6 +61,9 @@ class StreamScanner:
         self._channels: dict[Key, _Channel] = {}
         self._counts: dict[str, dict[str, int]] = {g.name: {} for g in guards if g.action != "block"}
         self._restore = state.placeholders.restore if state.placeholders.restorable else None
+        #: Only ``log`` guardrails: nothing is held back (the text is not changed); the window is
+        #: still kept so a match across chunks is counted.
+        self._holding = validate is not None or any(g.action != "log" for g in guards)
         self.sent: dict[Key, list[str]] | None = {} if capture else None
         self._capture_restored = capture == "restored"
 
@@ -167,7 +171,7 @@ class StreamScanner:
                 if g.action == "redact":
                     redact.extend(done)
         released = buf[:cut]
-        text = apply(released, redact, self._state.placeholders)
+        text = apply(released, redact, self._state.placeholders) if self._holding else piece
         c.pending = buf[cut:]
         c.left = (c.left + released)[-_CONTEXT:]
         if self.sent is not None and text and not self._capture_restored:
