@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,9 @@ from aiohttp import web
 
 from sluice.config import parse_config
 from sluice.errors import GuardrailBlocked, GuardrailUnavailable
+from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.guardrails import HEADER, Guardrails, transport_post
+from sluice.pricing import PriceBook
 from sluice.schema.chat import (
     ChatChunk,
     ChatRequest,
@@ -26,7 +29,9 @@ from sluice.schema.chat import (
     ResponseMessage,
 )
 from sluice.schema.context import ChunkStream, RequestContext, Result
+from sluice.store.writer import RecordWriter
 from sluice.transport.client import Transport
+from tests.store.test_writer import FlakyStore
 
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
 
@@ -193,3 +198,30 @@ async def test_full_payloads_keep_the_bodies_and_none_keeps_nothing() -> None:
     ctx = _ctx("hello")
     await none.middleware(ctx, _answer("hi"))
     assert ctx.request_body is None and ctx.response_body is None
+
+
+async def test_the_spool_file_holds_no_planted_value(tmp_path: Path) -> None:
+    """Records of guarded requests, spooled while the database is down: scan the file's bytes."""
+    store = FlakyStore(str(tmp_path / "g.db"))
+    await store.open()
+    store.down = True
+    spool_file = tmp_path / "spool.jsonl"
+    writer = RecordWriter(store, spool_file, flush_interval_s=0.01, batch_size=10)
+    await writer.start()
+    accounting = Accounting(writer, PriceBook.load({}), {}, log_access=True)
+    gr = _gr({"pii": {"type": "pii", "action": "redact"}, "no-secrets": {"type": "secrets", "action": "block"}},
+             payloads="redacted")  # fmt: skip
+    planted = ["bob@example.com", "123-45-6789", "sk-proj-abcdefghijklmnopqrstuvwxyz0123"]
+
+    async def inner(ctx: RequestContext) -> Result:
+        return await gr.middleware(ctx, _answer("your ssn 123-45-6789 and bob@example.com"))
+
+    await accounting.middleware(_ctx("mail bob@example.com ssn 123-45-6789"), inner)
+    with pytest.raises(GuardrailBlocked):
+        await accounting.middleware(_ctx(f"key {planted[2]}"), inner)
+    await writer.close(timeout_s=0.2)
+    data = spool_file.read_bytes()
+    assert data.count(b"\n") == 2 and b"guardrail_blocked" in data and b"[EMAIL_1]" in data
+    for value in planted:
+        assert value.encode() not in data
+    await store.close()
