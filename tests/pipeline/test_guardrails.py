@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from sluice.config import parse_config
 from sluice.errors import GuardrailBlocked, GuardrailUnavailable
+from sluice.guardrails import inbound
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.guardrails import HEADER, Guardrails, transport_post
 from sluice.pricing import PriceBook
@@ -225,3 +227,20 @@ async def test_the_spool_file_holds_no_planted_value(tmp_path: Path) -> None:
     for value in planted:
         assert value.encode() not in data
     await store.close()
+
+
+async def test_a_large_request_is_scanned_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[int] = []
+    scan = inbound._entities
+
+    def spy(*args: Any) -> None:
+        threads.append(threading.get_ident())
+        scan(*args)
+
+    monkeypatch.setattr(inbound, "_entities", spy)
+    gr = _gr({"pii": {"type": "pii", "action": "redact"}})
+    ctx = _ctx("filler text. " * 4000 + "mail bob@example.com")
+    await gr.middleware(ctx, _answer("ok"))
+    assert ctx.chat is not None and ctx.chat.messages[0].text().endswith("mail [EMAIL_1]")
+    await gr.middleware(_ctx("small"), _answer("ok"))
+    assert threads[0] != threading.get_ident() and threads[1] == threading.get_ident()
