@@ -281,6 +281,17 @@ def test_restore_puts_placeholders_back_for_the_caller_only(
         assert EMAIL not in (record["response_body"] or "") and EMAIL not in record["request_body"]
 
 
+def test_anthropic_streamed_tool_input_is_redacted(claude: anthropic.Anthropic) -> None:
+    tool = {"name": "lookup", "description": "d", "input_schema": {"type": "object"}}
+    with claude.messages.stream(
+        model="args", max_tokens=50, tools=[tool],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": f"ssn {SPLIT_SSN}"}],
+    ) as s:  # fmt: skip
+        final = s.get_final_message()
+    block = next(b for b in final.content if b.type == "tool_use")
+    assert block.input == {"text": "ssn [SSN_1]"}  # type: ignore[union-attr]
+
+
 def test_no_planted_value_in_the_database_logs_or_spool(gw: Gateway, oai: openai.OpenAI) -> None:
     # Every test above ran in this gateway; stop it so every record is flushed, then read bytes.
     oai.chat.completions.create(model="split", messages=[{"role": "user", "content": f"again {SPLIT_SSN}"}])
