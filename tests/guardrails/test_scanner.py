@@ -143,3 +143,28 @@ def test_any_split_gives_the_same_text_as_redacting_it_whole(cuts: list[int]) ->
         "+1 415 555 0100",
     ):
         assert raw not in streamed
+
+
+class _Broken:
+    def find(self, text: str) -> list[object]:
+        raise RuntimeError("boom")
+
+    def hold_from(self, text: str) -> int:
+        return len(text)
+
+
+def test_a_failing_detector_fails_closed_mid_stream_unless_allowed() -> None:
+    from dataclasses import replace
+
+    from sluice.errors import GuardrailUnavailable
+
+    broken = replace(GUARDS["pii"], detector=_Broken())  # type: ignore[arg-type]
+    plan = build_plan(["pii"], {"pii": broken})
+    state = RequestState(plan)
+    with pytest.raises(GuardrailUnavailable):
+        StreamScanner(state, plan.output_text).feed(content("hello "))
+    allowed = replace(broken, allow_on_error=True)
+    plan = build_plan(["pii"], {"pii": allowed})
+    state = RequestState(plan)
+    assert "".join(run(StreamScanner(state, plan.output_text), ["hello ", "world"])) == "hello world"
+    assert [v.outcome for v in state.verdicts] == ["error"]

@@ -63,6 +63,7 @@ class StreamScanner:
         self._restore = state.placeholders.restore if state.placeholders.restorable else None
         #: Only ``log`` guardrails: nothing is held back (the text is not changed); the window is
         #: still kept so a match across chunks is counted.
+        self._skipped: set[str] = set()
         self._holding = validate is not None or any(g.action != "log" for g in guards)
         self.sent: dict[Key, list[str]] | None = {} if capture else None
         self._capture_restored = capture == "restored"
@@ -188,11 +189,17 @@ class StreamScanner:
         found: list[tuple[Guard, list[Finding]]] = []
         for g in self._guards:
             assert g.detector is not None
-            fs = [
-                Finding(max(0, f.start - off), f.end - off, f.entity)
-                for f in g.detector.find(text)
-                if f.end > off
-            ]
+            if g.name in self._skipped:
+                continue
+            try:
+                raw = g.detector.find(text)
+            except Exception as exc:  # a detector must never fail open
+                err = self._state.failed(g, "output", type(exc).__name__)
+                if err is not None:
+                    raise err from None
+                self._skipped.add(g.name)  # on_error: allow — recorded once, skipped from here on
+                continue
+            fs = [Finding(max(0, f.start - off), f.end - off, f.entity) for f in raw if f.end > off]
             if fs and g.action == "block":
                 raise self._state.blocked(g, "output", count(fs, {}))
             found.append((g, fs))
