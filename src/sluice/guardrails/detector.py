@@ -53,6 +53,9 @@ class FindingsCache:
             self._chars += len(text)
         return list(hit)
 
+    def hold_from(self, text: str) -> int:
+        return self._detector.hold_from(text)
+
 
 #: Characters that can be part of an entity's run (emails, keys, numbers, IPs, IBANs, placeholders).
 _RUN = frozenset("@._%+-:/=()[]#~*") | frozenset("0123456789")

@@ -113,7 +113,7 @@ def payload_detectors(guards: Iterable[Guard]) -> tuple[Detector, ...]:
     for g in guards:
         if isinstance(g.detector, PiiDetector):
             patterns.update(g.detector.patterns)
-    return (PiiDetector(PII_ENTITIES, patterns), SecretsDetector(entropy=True))
+    return (FindingsCache(PiiDetector(PII_ENTITIES, patterns)), FindingsCache(SecretsDetector(entropy=True)))
 
 
 @dataclass(slots=True)
