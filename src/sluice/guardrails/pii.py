@@ -34,7 +34,8 @@ _HAS_DIGIT = re.compile(r"\d")
 #: Starting with a character class (no look-behind) lets the regex engine skip to the next digit
 #: at C speed; each specific pattern then runs only inside a candidate's window.
 _CLUSTER = re.compile(r"[0-9+(][0-9 ()+.\-/]{6,}")
-_UPPER_PAIR = re.compile(r"[A-Z]{2}")
+#: An IBAN's country code and check digits, then only BBAN characters up to the candidate.
+_IBAN_HEAD = re.compile(r"[A-Z]{2}\d{2}[A-Z0-9 ]{0,30}\Z")
 _SEPARATORS = str.maketrans("", "", " ()+.-/")
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z]{2,24}(?![\w\-])")
 _LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
@@ -229,7 +230,7 @@ class PiiDetector:
                 for finder in self._digit:
                     out.extend(finder(text, s, hi))
             lo = max(0, s - 34, iban_end)
-            if self._iban and digits >= 6 and _UPPER_PAIR.search(text, lo, s + 2):
+            if self._iban and digits >= 6 and _IBAN_HEAD.search(text, lo, min(n, s + 2)):
                 for f in _ibans(text, lo, hi):
                     out.append(f)
                     iban_end = f.end
