@@ -28,6 +28,8 @@ def found(text: str, det: PiiDetector = ALL) -> list[tuple[str, str]]:
         ("v6 2001:db8::8a2e:370:7334 up", "2001:db8::8a2e:370:7334", "ip"),
         ("IBAN DE89 3704 0044 0532 0130 00 thanks", "DE89 3704 0044 0532 0130 00", "iban"),
         ("GB82WEST12345698765432", "GB82WEST12345698765432", "iban"),
+        ("to MT84MALT011000012345MTLCAST001S.", "MT84MALT011000012345MTLCAST001S", "iban"),
+        ("pay FR76 3000 6000 0112 3456 7890 189 now", "FR76 3000 6000 0112 3456 7890 189", "iban"),
     ],
 )
 def test_finds(text: str, value: str, entity: str) -> None:

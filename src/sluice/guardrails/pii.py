@@ -231,7 +231,7 @@ class PiiDetector:
                     out.extend(finder(text, s, hi))
             lo = max(0, s - 34, iban_end)
             if self._iban and digits >= 6 and _IBAN_HEAD.search(text, lo, min(n, s + 2)):
-                for f in _ibans(text, lo, hi):
+                for f in _ibans(text, lo, min(n, e + 40)):  # a BBAN may go on with letters
                     out.append(f)
                     iban_end = f.end
         if self._ipv6:
