@@ -19,7 +19,11 @@ GUARDS = {
     "no-secrets": build_guard("no-secrets", SecretsGuardrail(action="block")),
     "pii-log": build_guard("pii-log", PiiGuardrail(action="log")),
 }
-TEXT = "Reach bob@example.com or +1 415 555 0100; SSN 123-45-6789, key sk-proj-abcdefghijklmnopqrstuvwxyz0123 ok."
+TEXT = (
+    "Reach bob@example.com or +1 415 555 0100; SSN 123-45-6789, key sk-proj-abcdefghijklmnopqrstuvwxyz0123 ok. "
+    "Card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00, host 10.0.0.1, token eyJhbGciOiJIUzI1NiJ9."
+    "eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U done."
+)
 
 
 def scanner(*names: str) -> tuple[StreamScanner, RequestState]:
