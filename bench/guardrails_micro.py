@@ -181,8 +181,11 @@ def scanner_cpu(streams: int) -> tuple[float, float]:
     return total / streams * 1e6, total / streams / n_chunks * 1e6
 
 
-async def _paced(first_in: list[float]) -> AsyncIterator[ChatChunk]:
+async def _paced(first_in: list[float], mid_word: bool) -> AsyncIterator[ChatChunk]:
+    """The bench stream, a chunk every PACE_MS; ``mid_word``: its first chunk ends inside a word."""
     for i, c in enumerate(_stream_chunks()):
+        if mid_word and c.choices and c.choices[0].delta.content == "Sure!":
+            c.choices[0].delta.content = "Sure"
         if i > 1:
             await asyncio.sleep(PACE_MS / 1000)
         if c.choices and c.choices[0].delta.content and not first_in:
@@ -190,14 +193,14 @@ async def _paced(first_in: list[float]) -> AsyncIterator[ChatChunk]:
         yield c
 
 
-async def hold_back_ms(samples: int) -> tuple[float, float]:
+async def hold_back_ms(samples: int, mid_word: bool) -> tuple[float, float]:
     """First content byte out minus first content byte in, for a paced stream through the scanner."""
     plan = _plan()
     delays: list[float] = []
     for _ in range(samples):
         first_in: list[float] = []
         sc = StreamScanner(RequestState(plan), plan.output_text)
-        async for c in _paced(first_in):
+        async for c in _paced(first_in, mid_word):
             out = sc.feed(c)
             if any(o.choices and o.choices[0].delta.content for o in out):
                 delays.append((time.perf_counter() - first_in[0]) * 1000)
@@ -226,10 +229,11 @@ async def main(n: int) -> None:
     print(
         f"streaming scanner (pii+secrets redact, {payloads.FIXED_STREAM_CHUNKS}-chunk stream): {per_stream:.1f} µs/stream, {per_chunk:.2f} µs/chunk"
     )
-    med, worst = await hold_back_ms(10)
-    print(
-        f"hold-back on a stream paced {PACE_MS} ms whose first chunk ends inside a word: first content out {med:.2f} ms after it came in (max {worst:.2f} ms)"
-    )
+    for mid_word, what in ((False, "ends with punctuation ('Sure!')"), (True, "ends inside a word ('Sure')")):
+        med, worst = await hold_back_ms(10, mid_word)
+        print(
+            f"hold-back, stream paced {PACE_MS} ms, first chunk {what}: first content out {med:.2f} ms after it came in (max {worst:.2f} ms)"
+        )
 
 
 if __name__ == "__main__":
