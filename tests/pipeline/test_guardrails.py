@@ -151,11 +151,13 @@ async def test_output_schema_may_retry_once() -> None:
     assert [v["outcome"] for v in json.loads(ctx.guardrails or "[]")] == ["retried"]
 
 
-def _streamed(*pieces: str) -> Any:
+def _streamed(*pieces: str, last_with_finish: bool = False) -> Any:
     async def chunks() -> AsyncIterator[ChatChunk]:
-        for p in pieces:
-            yield ChatChunk(id="s", choices=[ChunkChoice(delta=Delta(content=p))])
-        yield ChatChunk(id="s", choices=[ChunkChoice(delta=Delta(), finish_reason="stop")])
+        for n, p in enumerate(pieces):
+            finish = "stop" if last_with_finish and n == len(pieces) - 1 else None
+            yield ChatChunk(id="s", choices=[ChunkChoice(delta=Delta(content=p), finish_reason=finish)])
+        if not last_with_finish:
+            yield ChatChunk(id="s", choices=[ChunkChoice(delta=Delta(), finish_reason="stop")])
 
     async def call_next(ctx: RequestContext) -> Result:
         return ChunkStream(chunks())
@@ -172,9 +174,12 @@ async def test_output_schema_on_a_stream_holds_the_answer_until_it_validates() -
         async for chunk in result.chunks:
             released.extend(c.delta.content or "" for c in chunk.choices)
     assert released == []
-    good = await gr.middleware(_ctx("j", schema=True, stream=True), _streamed('{"n": ', "3}"))
-    assert isinstance(good, ChunkStream)
-    assert "".join([c.delta.content or "" async for ch in good.chunks for c in ch.choices]) == '{"n": 3}'
+    for last_with_finish in (False, True):
+        good = await gr.middleware(
+            _ctx("j", schema=True, stream=True), _streamed('{"n": ', "3}", last_with_finish=last_with_finish)
+        )
+        assert isinstance(good, ChunkStream)
+        assert "".join([c.delta.content or "" async for ch in good.chunks for c in ch.choices]) == '{"n": 3}'
 
 
 async def test_redacted_payloads_run_every_detector_whatever_the_route_action() -> None:

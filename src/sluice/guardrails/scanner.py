@@ -103,9 +103,9 @@ class StreamScanner:
             touched.append(_REFUSAL)
         calls = [tc for tc in d.tool_calls or () if tc.function is not None and tc.function.arguments]
         touched.extend(tc.index for tc in calls)
-        for key in [
-            k for k, c in self._channels.items() if k[0] == i and c.pending and (final or k[1] not in touched)
-        ]:
+        # Text held in this choice's other channels came first: release it before this chunk (a
+        # channel this chunk touches is finished by its own pass below, pending text first).
+        for key in [k for k, c in self._channels.items() if k[0] == i and c.pending and k[1] not in touched]:
             if not (self._validate is not None and key == (0, _CONTENT) and not final):
                 self._flush(chunk, key, out)
         if d.content:
