@@ -36,6 +36,7 @@ from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache, make_authorize_middleware
 from sluice.pipeline.core import compose
+from sluice.pipeline.guardrails import Guardrails, transport_post
 from sluice.pipeline.quotas import Quotas
 from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
@@ -186,6 +187,8 @@ async def build_policy(config: Config, version: str, shared: Shared, previous: P
     adaptive = AdaptiveSync(shared.store, router.adaptive)  # feedback statistics, shared through the store
     await adaptive.start()
 
+    guardrails = Guardrails(config, transport_post(shared.transport))
+
     async def terminal(ctx: RequestContext) -> Result:
         return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))
 
@@ -195,6 +198,7 @@ async def build_policy(config: Config, version: str, shared: Shared, previous: P
             make_authorize_middleware(frozenset(config.models)),
             router.select,  # routes: (sets ctx.route, so the route's rate limit applies below)
             quotas,  # rate limits and budgets: reserve before, settle after
+            guardrails.middleware,  # input checks before the cache and any upstream call; output checks
         ],
         terminal,
     )

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from sluice.config.guardrails import fix_yaml_on_keys
 from sluice.config.model import Config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sluice.yaml"
@@ -68,4 +69,5 @@ COMMENTED = re.compile(r"^(\s*)# (tls: )", re.MULTILINE)
 
 def test_the_example_shows_every_key() -> None:
     data = yaml.safe_load(COMMENTED.sub(r"\1\2", EXAMPLE.read_text()))
+    fix_yaml_on_keys(data)  # YAML 1.1 reads a bare `on:` as true; the loader maps it back
     assert missing_keys(Config, [data], "$") == []

@@ -16,6 +16,7 @@ import msgspec
 import yaml
 
 from sluice.config.feedback import check_feedback
+from sluice.config.guardrails import check_guardrails, fix_yaml_on_keys
 from sluice.config.model import Config, Secret
 from sluice.config.routing_checks import check_routing
 from sluice.errors import ConfigError
@@ -57,6 +58,7 @@ def parse_config(data: Any, environ: Mapping[str, str] | None = None, *, origin:
     env = os.environ if environ is None else environ
     missing: dict[str, None] = {}
     hook = _make_dec_hook(env, missing)
+    fix_yaml_on_keys(data)
     _check_named_entries(data, hook, origin)
     try:
         config = msgspec.convert(data, Config, dec_hook=hook, str_keys=True)
@@ -141,6 +143,9 @@ def _check_references(config: Config, origin: str) -> None:
     bad_metric = check_feedback(config.feedback)
     if bad_metric is not None:
         raise ConfigError(f"{origin}: {bad_metric[1]} - at `{bad_metric[0]}`")
+    lists = [("$.routing.guardrails", config.routing.guardrails)]
+    lists += [(f"$.routes[{i}].guardrails", r.guardrails) for i, r in enumerate(config.routes)]
+    check_guardrails(config.guardrails, lists, origin)
     for team_name, team in config.teams.items():
         for i, model_name in enumerate(team.models or []):
             if model_name not in config.models:

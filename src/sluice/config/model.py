@@ -13,6 +13,7 @@ import msgspec
 
 from sluice.config.adaptive import AdaptiveConfig
 from sluice.config.feedback import FeedbackConfig
+from sluice.config.guardrails import GuardrailConfig, PayloadMode
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
 from sluice.config.ops import TlsConfig
 from sluice.config.reports import ReportsConfig
@@ -150,6 +151,9 @@ class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: Log one JSON line per request (identity, model, tokens, cost, latency; never payloads).
     access_log: bool = False
+    #: Request and response bodies in the request record: ``redacted`` after every PII and secrets
+    #: detector (whatever the route's actions), ``full`` as sent and answered.
+    payloads: PayloadMode = "none"
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -168,3 +172,4 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     feedback: FeedbackConfig = msgspec.field(default_factory=FeedbackConfig)
+    guardrails: dict[str, GuardrailConfig] = msgspec.field(default_factory=dict)

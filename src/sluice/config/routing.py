@@ -100,6 +100,8 @@ class RoutingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     latency_refresh: Fraction = 0.05
     #: least_latency: an estimate older than this counts as none (the target is measured again).
     latency_max_age_s: PositiveFloat = 60.0
+    #: Guardrails applied to every request, before the matched route's own list.
+    guardrails: list[str] = msgspec.field(default_factory=list)
 
 
 class RouteMatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

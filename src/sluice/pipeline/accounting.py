@@ -179,6 +179,9 @@ class Accounting:
             prices=_encode(bill.prices).decode() if bill.prices else None,
             cost_estimated=bill.estimated,
             policy_version=self._policy_version,
+            guardrails=ctx.guardrails,
+            request_body=ctx.request_body,
+            response_body=ctx.response_body,
         )
 
 

@@ -114,6 +114,11 @@ class RequestContext:
     #: Shadow calls: the id of the request this one mirrored, and the comparison (JSON).
     shadow_of: str | None = None
     comparison: str | None = None
+    #: Guardrail verdicts (JSON list: name, action, outcome, counts by entity; never matched text).
+    guardrails: str | None = None
+    #: ``logging.payloads``: the request and response bodies (redacted unless ``full``).
+    request_body: str | None = None
+    response_body: str | None = None
     #: Extra headers for the caller's response (x-ratelimit-*, ...), set by middlewares.
     response_headers: dict[str, str] = field(default_factory=dict)
     #: Residency requirements the request itself stated (x-sluice-require / metadata.require).

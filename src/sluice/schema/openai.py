@@ -28,6 +28,8 @@ _ERROR_TYPES: Final = {
     "rate_limited": "rate_limit_error",
     "unavailable": "service_unavailable",
     "internal": "server_error",
+    "guardrail_blocked": "invalid_request_error",
+    "guardrail_unavailable": "service_unavailable",
 }
 
 

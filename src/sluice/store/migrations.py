@@ -186,6 +186,9 @@ STEPS: tuple[Step, ...] = (
     ),
     CreateTable("report_runs"),  # 12: scheduled reports, each period claimed once
     CreateTable("feedback"),  # 13: feedback on answers (adaptive routing)
+    AddColumn("requests", "guardrails", "TEXT"),  # 14-16: guardrail verdicts, logged payloads
+    AddColumn("requests", "request_body", "TEXT"),
+    AddColumn("requests", "response_body", "TEXT"),
 )
 
 LATEST = len(STEPS)

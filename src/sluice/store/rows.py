@@ -54,4 +54,5 @@ def request_to_row(r: RequestRecord) -> RequestRow:
         r.reasoning_tokens, r.cost_usd, r.latency_ms, r.ttft_ms, r.attempts, r.attempts_detail, r.note,
         r.route_reason, r.shadow_of, r.comparison, r.cost_nusd, r.prices, int(r.cost_estimated),
         r.policy_version,
+        r.guardrails, r.request_body, r.response_body,
     )  # fmt: skip

@@ -12,6 +12,7 @@ REQUEST_COLUMNS: Final = (
     "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_detail", "note", "route_reason",
     "shadow_of", "comparison", "cost_nusd", "prices", "cost_estimated", "policy_version",
+    "guardrails", "request_body", "response_body",
 )  # fmt: skip
 
 LEDGER_COLUMNS: Final = ("id", "ts", "team", "key_id", "shadow_of", "status", "attempts_detail")
@@ -40,7 +41,8 @@ def ddl(real: str, bigint: str) -> list[str]:
             reasoning_tokens {bigint} NOT NULL, cost_usd {real}, latency_ms {real} NOT NULL,
             ttft_ms {real}, attempts INTEGER NOT NULL, attempts_detail TEXT, note TEXT,
             route_reason TEXT, shadow_of TEXT, comparison TEXT, cost_nusd {bigint}, prices TEXT,
-            cost_estimated INTEGER NOT NULL DEFAULT 0, policy_version TEXT)""",
+            cost_estimated INTEGER NOT NULL DEFAULT 0, policy_version TEXT, guardrails TEXT, request_body TEXT,
+            response_body TEXT)""",
         "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
         f"CREATE TABLE IF NOT EXISTS report_runs (key TEXT PRIMARY KEY, ts {real} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team, ts)",

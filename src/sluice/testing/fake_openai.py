@@ -7,6 +7,9 @@ tool_choice other than none it calls the named or first tool with ``{"city": "Pa
 if the name contains ``parallel-tools``). Faults: ``fault-500``, ``fault-429`` (retry-after: 1),
 ``fault-529``, ``fault-400``, ``fault-401``, ``fault-context``, ``fault-malformed``,
 ``fault-drop-stream``, ``fault-stream-error``, ``fault-slow`` (first byte after ``slow_s``).
+A name containing ``split-echo`` answers the last user text without the ``echo:`` prefix, streamed
+in the pieces that ``|`` separates in it (``123-|45-|6789``; the ``|`` are dropped); with tools,
+a name containing ``args-echo`` calls the tool with ``{"text": <that text>}`` the same way.
 Scripted sequences (``fake.script(model, [500, "429:2", "ok"])``, or ``POST /_script``) take
 precedence while they last: see :mod:`sluice.testing.scripted`.
 Every request is kept in ``.requests`` (the last 1,000, served at ``GET /_requests``) unless
@@ -89,8 +92,19 @@ def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(choice, dict):
         name = choice["function"]["name"]
     count = 2 if "parallel-tools" in str(body.get("model")) else 1
-    return [{"id": f"call_{i}_{name}", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
+    args = '{"city": "Paris"}'
+    if "args-echo" in str(body.get("model")):
+        args = '{"text": "' + _last_user_text(body.get("messages", [])) + '"}'
+    return [{"id": f"call_{i}_{name}", "type": "function", "function": {"name": name, "arguments": args}}
             for i in range(count)]  # fmt: skip
+
+
+def _pieces(text: str, model: str) -> list[str]:
+    """Stream pieces: ``|``-separated for ``split-echo`` models, else one word per chunk."""
+    if "split-echo" in model or "args-echo" in model:
+        return [p for p in text.split("|") if p]
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
 
 class FakeOpenAI(LoopbackServer):
@@ -168,6 +182,8 @@ class FakeOpenAI(LoopbackServer):
         if fault in ("fault-malformed", "truncate") and not body.get("stream"):
             return web.Response(body=b'{"id": "chatcmpl-x", "choices": [', content_type="application/json")
         text = f"{self.label}echo: {_last_user_text(body.get('messages', []))}"
+        if "split-echo" in model:
+            text = _last_user_text(body.get("messages", []))
         calls = _tool_calls(body)
         prompt = _count_words(body.get("messages", []))
         completion = len(text.split()) if not calls else 8 * len(calls)
@@ -178,6 +194,9 @@ class FakeOpenAI(LoopbackServer):
         up_id = new_upstream_id("req-up-")
         if body.get("stream"):
             return await self._stream(request, body, rid, text, calls, usage, fault, up_id)
+        text = text.replace("|", "") if "split-echo" in model else text
+        for call in calls:
+            call["function"]["arguments"] = call["function"]["arguments"].replace("|", "")
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None if calls else text,
@@ -246,11 +265,12 @@ class FakeOpenAI(LoopbackServer):
                         ]
                     }
                 )
-                for part in ('{"city": ', '"Paris"}'):
+                args = call["function"]["arguments"]
+                parts = _pieces(args, model) if "args-echo" in model else ['{"city": ', '"Paris"}']
+                for part in parts:
                     deltas.append({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
         else:
-            words = text.split(" ")
-            deltas.extend({"content": w if i == 0 else " " + w} for i, w in enumerate(words))  # fmt: skip
+            deltas.extend({"content": piece} for piece in _pieces(text, model))
         # Billed for what was generated: all of it, or up to a cut (the content sent so far).
         prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
         for n, delta in enumerate(deltas):
