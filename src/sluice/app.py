@@ -26,13 +26,14 @@ from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
 from sluice.schema.context import RequestContext, Result
-from sluice.server import admin_routes, anthropic_routes, openai_routes
+from sluice.server import admin_routes, anthropic_routes, metrics_routes, openai_routes
 from sluice.server.dispatch import Dispatcher
 from sluice.server.services import Services
 from sluice.store.base import StoreUnavailable, create_store
 from sluice.store.keys import resolve_hmac_key
 from sluice.store.sqlite import sqlite_path
 from sluice.store.writer import RecordWriter
+from sluice.telemetry.wiring import start_metrics, start_tracing, stop_telemetry
 from sluice.testing.fake_openai import FakeOpenAI
 from sluice.transport.client import PoolSettings, Transport
 
@@ -49,7 +50,9 @@ def validate(config: Config) -> None:
 
 
 def dispatcher() -> Dispatcher:
-    return Dispatcher(openai_routes.routes, anthropic_routes.routes, admin_routes.routes)
+    return Dispatcher(
+        openai_routes.routes, anthropic_routes.routes, admin_routes.routes, metrics_routes.routes
+    )
 
 
 def _spool_path(config: Config) -> Path:
@@ -100,6 +103,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
     accounting = Accounting(
         writer, prices, {n: a.type for n, a in adapters.items()}, log_access=config.logging.access_log
     )
+    start_tracing(config, {n: a.type for n, a in adapters.items()})
     limiter, alerts = _limiter(config)
     counter = TokenCounter()
     if _policy_counts_tokens(config):
@@ -131,6 +135,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
     svc = Services(
         config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=router,
         accounting=accounting, pipeline=pipeline, limiter=limiter, tokens=counter, started_at=int(time.time()),
+        metrics=start_metrics(config, providers, writer=writer, health=router.health),
     )  # fmt: skip
     try:
         yield svc
@@ -139,6 +144,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
         await keys.stop()
         await router.aclose(timeout_s=config.server.shutdown_grace_s)  # shadow calls in flight
         await writer.close(timeout_s=config.server.shutdown_grace_s)
+        await stop_telemetry(svc.metrics)
         await limiter.close()
         if isinstance(alerts, WebhookAlerts):
             await alerts.close()

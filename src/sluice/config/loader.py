@@ -16,6 +16,7 @@ import yaml
 
 from sluice.config.model import Config, Secret
 from sluice.config.routing_checks import check_routing
+from sluice.config.telemetry import check_telemetry
 from sluice.errors import ConfigError
 
 ENV_PREFIX = "env:"
@@ -97,6 +98,10 @@ def _check_references(config: Config, origin: str) -> None:
             if target.provider not in config.providers:
                 raise ConfigError(f"{origin}: unknown provider '{target.provider}' - at `{path}.provider`")
     check_routing(config, origin)
+    try:
+        check_telemetry(config.metrics, config.telemetry, config.server.admin_key is not None)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc.message}") from None
     for team_name, team in config.teams.items():
         for i, model_name in enumerate(team.models or []):
             if model_name not in config.models:

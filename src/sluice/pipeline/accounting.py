@@ -8,7 +8,6 @@ made when the stream ends however it ends: completed, failed upstream, or cut by
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -22,6 +21,9 @@ from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
 from sluice.store.records import RequestRecord
 from sluice.store.writer import RecordWriter
+from sluice.telemetry.logs import bind_request
+from sluice.telemetry.metrics import METRICS
+from sluice.telemetry.tracing import TRACING, RequestTrace, trace_id_of
 
 access_log = logging.getLogger("sluice.access")
 _encode = msgspec.json.Encoder().encode
@@ -40,6 +42,8 @@ class Accounting:
         self._log_access = log_access
 
     async def middleware(self, ctx: RequestContext, call_next: CallNext) -> Result:
+        rt = TRACING.begin(ctx)
+        bind_request(ctx.request_id, rt.trace_id if rt is not None else trace_id_of(ctx))
         try:
             result = await call_next(ctx)
         except SluiceError as exc:
@@ -53,6 +57,8 @@ class Accounting:
             return ChunkStream(self._metered(ctx, result.chunks))
         if isinstance(result, ChatResponse):
             ctx.usage = result.usage
+            if rt is not None:
+                rt.finish_reasons.extend(c.finish_reason for c in result.choices if c.finish_reason)
         elif isinstance(result, EmbeddingResponse):
             u = result.usage
             ctx.usage = Usage(prompt_tokens=u.prompt_tokens, total_tokens=u.total_tokens)
@@ -63,10 +69,14 @@ class Accounting:
         self, ctx: RequestContext, chunks: AsyncIterator[ChatChunk]
     ) -> AsyncIterator[ChatChunk]:
         done = False
+        rt = ctx.trace if isinstance(ctx.trace, RequestTrace) else None
         try:
             async for chunk in chunks:
-                if ctx.first_token_at is None and chunk.choices:
-                    ctx.first_token_at = time.perf_counter()
+                if chunk.choices:
+                    if ctx.first_token_at is None:
+                        ctx.first_token_at = time.perf_counter()
+                    if rt is not None:
+                        rt.finish_reasons.extend(c.finish_reason for c in chunk.choices if c.finish_reason)
                 if chunk.usage is not None:
                     ctx.usage = chunk.usage
                 yield chunk
@@ -91,8 +101,13 @@ class Accounting:
         now = time.perf_counter()
         record = self._record(ctx, now)
         self._writer.submit(record)
+        METRICS.observe_request(record, ctx.attempts)
+        trace_id = trace_id_of(ctx)
+        TRACING.finish(ctx, record)
         if self._log_access:
-            access_log.info("%s", json.dumps(_access_line(record), separators=(",", ":")))
+            line = _access_line(record)
+            line["trace_id"] = trace_id
+            access_log.info("request", extra={"event": line})
 
     def _cost(self, ctx: RequestContext) -> float | None:
         if ctx.usage is None or ctx.served_model is None or ctx.provider is None:

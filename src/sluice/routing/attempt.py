@@ -48,6 +48,7 @@ class AttemptTracker:
         "guard",
         "handle",
         "health",
+        "traceparent",
     )
 
     def __init__(
@@ -62,6 +63,8 @@ class AttemptTracker:
         #: Set when an attempt guard admitted the attempt: settled in ``end``.
         self.guard: AttemptGuard | None = None
         self.handle: Any = None
+        #: Sent upstream as ``traceparent`` (this attempt's CLIENT span), if any.
+        self.traceparent: str | None = None
         self._admission = admission
         self._budget = budget
         self._started = time.perf_counter()  # latency is measured in real time, whatever the clock

@@ -110,6 +110,10 @@ class RequestContext:
     comparison: str | None = None
     #: Extra headers for the caller's response (x-ratelimit-*, ...), set by middlewares.
     response_headers: dict[str, str] = field(default_factory=dict)
+    #: The caller's W3C ``traceparent`` header, if any: continued by tracing, passed upstream.
+    traceparent: str | None = None
+    #: Tracing's state for this request (``telemetry.tracing.RequestTrace``); None when untraced.
+    trace: object | None = None
 
     @property
     def stream(self) -> bool:

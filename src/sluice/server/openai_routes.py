@@ -25,7 +25,11 @@ _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-contr
 
 def new_context(request: Request, endpoint: Endpoint, dialect: Dialect = "openai") -> RequestContext:
     return RequestContext(
-        request_id=new_request_id(), dialect=dialect, endpoint=endpoint, presented_key=presented_key(request)
+        request_id=new_request_id(),
+        dialect=dialect,
+        endpoint=endpoint,
+        presented_key=presented_key(request),
+        traceparent=request.headers.get("traceparent"),
     )
 
 

@@ -6,15 +6,18 @@ import asyncio
 import gc
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from sluice.config.model import Config
 from sluice.errors import ConfigError, ServiceUnavailable
 from sluice.server.protocol import HttpProtocol, ServerState
 from sluice.telemetry.logs import configure_logging
+from sluice.telemetry.workers import DIR_ENV as METRICS_DIR_ENV
 
 log = logging.getLogger("sluice")
 
@@ -85,6 +88,7 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
             lambda: HttpProtocol(state), host, port, reuse_port=reuse_port, backlog=2048
         )
         sweeper = loop.create_task(_sweep(state))
+        metrics_server = await _metrics_listener(config, state, reuse_port)
         log.info("sluice listening on http://%s:%d (pid %d)", host, port, os.getpid())
         try:
             await stop.wait()
@@ -93,6 +97,29 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
         finally:
             sweeper.cancel()
             server.close()
+            if metrics_server is not None:
+                metrics_server.close()
+
+
+async def _metrics_listener(
+    config: Config, main: ServerState, reuse_port: bool
+) -> asyncio.AbstractServer | None:
+    """``metrics.listen``: a second port that serves ``/metrics`` only."""
+    address = config.metrics.listen_address()
+    if address is None:
+        return None
+    from sluice.server.dispatch import Dispatcher
+    from sluice.server.metrics_routes import routes
+
+    state = ServerState(
+        main.services, Dispatcher(routes), max_body=4096,
+        keepalive_s=config.server.keepalive_timeout_s, slow_client_s=config.server.client_timeout_s,
+    )  # fmt: skip
+    server = await asyncio.get_running_loop().create_server(
+        lambda: HttpProtocol(state), address[0], address[1], reuse_port=reuse_port
+    )
+    log.info("metrics on http://%s:%d/metrics", *address)
+    return server
 
 
 async def drain(server: asyncio.AbstractServer, state: ServerState, grace_s: float) -> None:
@@ -120,7 +147,8 @@ async def _sweep(state: ServerState) -> None:
 
 def _supervise(config_path: Path, host: str, port: int, n: int) -> None:
     """Start N workers on one port and pass SIGTERM/SIGINT on to them."""
-    env = {**os.environ, _WORKER_ENV: "1"}
+    shared = tempfile.mkdtemp(prefix="sluice-metrics-")  # each worker's counts, merged per scrape
+    env = {**os.environ, _WORKER_ENV: "1", METRICS_DIR_ENV: shared}
     cmd = [sys.executable, "-m", "sluice.cli", "serve", "--config", str(config_path), "--host", host,
            "--port", str(port), "--workers", str(n)]  # fmt: skip
     procs = [subprocess.Popen(cmd, env=env) for _ in range(n)]  # noqa: S603 - our own interpreter and module
@@ -133,5 +161,6 @@ def _supervise(config_path: Path, host: str, port: int, n: int) -> None:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     codes = [p.wait() for p in procs]
+    shutil.rmtree(shared, ignore_errors=True)
     if any(codes):
         sys.exit(max(codes))

@@ -13,6 +13,7 @@ from sluice.routing.router import Router
 from sluice.schema.context import CallNext
 from sluice.store.base import Store
 from sluice.store.writer import RecordWriter
+from sluice.telemetry.workers import SnapshotPublisher
 
 
 @dataclass(slots=True)
@@ -30,3 +31,5 @@ class Services:
     tokens: TokenCounter
     started_at: int = 0
     draining: bool = field(default=False)
+    #: Serves /metrics (every worker's counts merged).
+    metrics: SnapshotPublisher | None = None
