@@ -43,7 +43,8 @@ async def metrics(request: Request) -> Response:
     if svc.metrics is None:
         return Response(503, b"metrics are not running\n", content_type="text/plain; charset=utf-8")
     text = await svc.metrics.exposition(await budget_families(svc))
-    return Response(200, text.encode(), content_type=CONTENT_TYPE)
+    headers = {"x-sluice-metrics-workers": str(svc.metrics.workers_seen)}
+    return Response(200, text.encode(), content_type=CONTENT_TYPE, headers=headers)
 
 
 async def budget_families(svc: Services) -> Snapshot:

@@ -54,6 +54,8 @@ class SnapshotPublisher:
         self._own = directory / f"worker-{os.getpid()}.json" if directory is not None else None
         self._task: asyncio.Task[None] | None = None
         self._last: bytes = b""
+        #: How many workers the last collection covered (this one included).
+        self.workers_seen = 1
 
     @classmethod
     def from_env(cls, registry: Registry) -> SnapshotPublisher:
@@ -95,6 +97,7 @@ class SnapshotPublisher:
                 None, _read_others, self._dir, self._own
             )
             snap = merge([mine, *others])
+            self.workers_seen = 1 + len(others)
         if extra:
             snap = {**snap, **extra}
         return snap
