@@ -26,7 +26,7 @@ from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
 from sluice.schema.context import RequestContext, Result
-from sluice.server import admin_routes, anthropic_routes, metrics_routes, openai_routes
+from sluice.server import admin_routes, anthropic_routes, metrics_routes, openai_routes, stats_routes
 from sluice.server.dispatch import Dispatcher
 from sluice.server.services import Services
 from sluice.store.base import StoreUnavailable, create_store
@@ -51,7 +51,11 @@ def validate(config: Config) -> None:
 
 def dispatcher() -> Dispatcher:
     return Dispatcher(
-        openai_routes.routes, anthropic_routes.routes, admin_routes.routes, metrics_routes.routes
+        openai_routes.routes,
+        anthropic_routes.routes,
+        admin_routes.routes,
+        metrics_routes.routes,
+        stats_routes.routes,
     )
 
 

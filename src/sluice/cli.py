@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from sluice import stats_cli
 from sluice.config import Config, load_config
 from sluice.errors import ConfigError, SluiceError
 from sluice.store.base import Store, StoreUnavailable, create_store
@@ -313,6 +314,8 @@ def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> 
     _emit(rows, as_json, ["route", "primary_model", "shadow_model", "calls", "shadow_errors", "similarity",
                           "primary_latency_ms", "shadow_latency_ms", "primary_cost_usd", "shadow_cost_usd"])  # fmt: skip
 
+
+main.add_command(stats_cli.stats)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

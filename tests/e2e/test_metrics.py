@@ -3,6 +3,7 @@ metrics-only listener, and --workers 2 summed."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -242,3 +243,30 @@ def test_workers_2_scrape_sums_every_worker(tmp_path: Path, fake_upstream: FakeO
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_stats_cli_and_admin_stats_read_the_tails_from_the_log(gw: Gateway, samples: Samples) -> None:
+    time.sleep(0.3)  # flushed every 50 ms
+    out = gw.cli("stats", "--config", str(gw.config_path), "--by", "model", "--since", "1h", "--json")
+    rows = {r["model"]: r for r in json.loads(out.stdout)}
+    mini = rows["gpt-4o-mini"]
+    assert mini["requests"] == 7 and mini["errors_by_source"] == {"provider": 0, "gateway": 1, "client": 0}
+    assert mini["streamed_with_ttft"] == 1 and mini["ttft_ms"]["p50"] > 0
+    assert 0 < mini["latency_ms"]["p50"] <= mini["latency_ms"]["p99"] <= mini["latency_ms"]["p999"]
+    assert rows["fault-500"]["errors_by_source"]["provider"] == 1 and rows["fault-500"]["error_rate"] == 1.0
+    assert rows[None]["errors_by_source"]["client"] == 1  # the bad key: no model read
+    table = gw.cli("stats", "--config", str(gw.config_path), "--by", "provider").stdout
+    assert "P999_MS" in table and "up" in table
+    api = httpx.get(
+        gw.base_url + "/admin/stats?by=model&since=1h",
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=5,
+    )
+    assert (
+        api.status_code == 200 and {r["model"]: r for r in api.json()["data"]}["gpt-4o-mini"]["requests"] == 7
+    )
+    assert httpx.get(gw.base_url + "/admin/stats", timeout=5).status_code == 401
+    bad = httpx.get(
+        gw.base_url + "/admin/stats?by=user", headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=5
+    )
+    assert bad.status_code == 400 and "by must be one of" in bad.text

@@ -8,6 +8,7 @@ from typing import Protocol
 from sluice.errors import ConfigError
 from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow
+from sluice.store.stats import LatencyRow, StatsBy
 
 
 class Store(Protocol):
@@ -39,6 +40,10 @@ class Store(Protocol):
 
     async def shadow_rows(self, since: float | None) -> list[ShadowRow]:
         """Shadow calls recorded since ``since`` (oldest first)."""
+        ...
+
+    async def latency_stats(self, by: StatsBy, since: float | None) -> list[LatencyRow]:
+        """Counts, errors by source and latency / TTFT percentiles per group (see store.stats)."""
         ...
 
 

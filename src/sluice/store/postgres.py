@@ -13,6 +13,7 @@ from sluice.store.base import StoreUnavailable
 from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row
 from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS, ddl
+from sluice.store.stats import LatencyRow, StatsBy, postgres_rows, postgres_stats_sql
 
 _TIMEOUT_S = 5.0
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
@@ -100,6 +101,12 @@ class PostgresStore:
         )
         rows = await self._call("fetch", sql, since or 0.0)
         return [SpendRow(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5])) for r in rows]
+
+    async def latency_stats(self, by: StatsBy, since: float | None) -> list[LatencyRow]:
+        counts_sql, tails_sql = postgres_stats_sql(by)
+        counts = await self._call("fetch", counts_sql, since or 0.0)
+        tails = await self._call("fetch", tails_sql, since or 0.0)
+        return postgres_rows(counts, tails)
 
     async def count_requests(self) -> int:
         return int(await self._call("fetchval", "SELECT count(*) FROM requests"))

@@ -18,6 +18,7 @@ from sluice.store.base import StoreUnavailable
 from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row
 from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS, ddl
+from sluice.store.stats import LatencyRow, StatsBy, sqlite_stats
 
 T = TypeVar("T")
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
@@ -150,6 +151,9 @@ class SQLiteStore:
         )
         rows = await self._run(lambda c: c.execute(sql, (since or 0.0,)).fetchall())
         return [SpendRow(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in rows]
+
+    async def latency_stats(self, by: StatsBy, since: float | None) -> list[LatencyRow]:
+        return await self._run(lambda c: sqlite_stats(c, by, since))
 
     async def count_requests(self) -> int:
         row = await self._run(lambda c: c.execute("SELECT count(*) FROM requests").fetchone())
