@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
@@ -183,3 +184,36 @@ def test_without_tracing_the_callers_traceparent_is_passed_on(
         model="gpt-4o-mini", messages=[{"role": "user", "content": text}], extra_headers={"traceparent": tp}
     )
     assert _upstream_headers(fake_upstream, text)["traceparent"] == tp
+
+
+def test_langfuse_preset_sends_generations_to_its_otlp_endpoint(
+    tmp_path: Path, fake_upstream: FakeOpenAI
+) -> None:
+    with OtlpReceiver() as lf:
+        config = standard_config(tmp_path, fake_upstream.base_url) + (
+            f"telemetry:\n  langfuse: {{host: {lf.url}, public_key: env:LF_PK, secret_key: env:LF_SK}}\n"
+        )
+        g = make_gateway(tmp_path, config)
+        g.env.update({"LF_PK": "pk-lf-1", "LF_SK": "sk-lf-2"})
+        key = g.create_key("eng")
+        g.start()
+        try:
+            trace_id = secrets.token_hex(16)
+            openai.OpenAI(base_url=g.base_url + "/v1", api_key=key, max_retries=0).chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                extra_headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+            )  # fmt: skip
+            spans = _trace(lf, trace_id, 2)
+        finally:
+            g.stop()
+    assert lf.headers[0][":path"] == "/api/public/otel/v1/traces"
+    assert lf.headers[0]["authorization"] == "Basic " + base64.b64encode(b"pk-lf-1:sk-lf-2").decode()
+    server = next(s for s in spans if s.kind == SERVER).attributes
+    assert server["langfuse.observation.type"] == "generation"
+    assert server["langfuse.observation.model.name"] == "gpt-4o-mini"
+    usage = json.loads(server["langfuse.observation.usage_details"])
+    assert usage["input"] == server["gen_ai.usage.input_tokens"] and usage["output"] > 0
+    assert json.loads(server["langfuse.observation.cost_details"])["total"] == pytest.approx(
+        server["sluice.cost_usd"]
+    )
+    assert next(s for s in spans if s.kind == CLIENT).attributes["langfuse.observation.type"] == "span"

@@ -51,7 +51,7 @@ class OtlpReceiver:
                     body = gzip.decompress(body)
                 req = ExportTraceServiceRequest()
                 req.ParseFromString(body)
-                receiver._add(req, {k.lower(): v for k, v in self.headers.items()})
+                receiver._add(req, {":path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
                 out = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")

@@ -55,6 +55,10 @@ def parse_config(data: Any, environ: Mapping[str, str] | None = None, *, origin:
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
     _check_references(config, origin)
+    try:
+        check_telemetry(config.metrics, config.telemetry, config.server.admin_key is not None, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc.message}") from None
     return config
 
 
@@ -98,10 +102,6 @@ def _check_references(config: Config, origin: str) -> None:
             if target.provider not in config.providers:
                 raise ConfigError(f"{origin}: unknown provider '{target.provider}' - at `{path}.provider`")
     check_routing(config, origin)
-    try:
-        check_telemetry(config.metrics, config.telemetry, config.server.admin_key is not None)
-    except ConfigError as exc:
-        raise ConfigError(f"{origin}: {exc.message}") from None
     for team_name, team in config.teams.items():
         for i, model_name in enumerate(team.models or []):
             if model_name not in config.models:

@@ -71,7 +71,12 @@ def traces_url(base: str) -> str:
     return base if base.endswith("/v1/traces") else base + "/v1/traces"
 
 
-def check_telemetry(metrics: MetricsConfig, telemetry: TelemetryConfig, has_admin_key: bool) -> None:
+def check_telemetry(
+    metrics: MetricsConfig,
+    telemetry: TelemetryConfig,
+    has_admin_key: bool,
+    environ: Mapping[str, str] | None = None,
+) -> None:
     """Checks a schema cannot express (run by check-config and at start)."""
     metrics.listen_address()
     if metrics.auth and not has_admin_key:
@@ -80,13 +85,13 @@ def check_telemetry(metrics: MetricsConfig, telemetry: TelemetryConfig, has_admi
         )
     otlp = telemetry.otlp
     if otlp is not None:
-        url = resolve(otlp.endpoint, "$.telemetry.otlp.endpoint")
+        url = resolve(otlp.endpoint, "$.telemetry.otlp.endpoint", environ)
         if not url.startswith(("http://", "https://")):
             raise ConfigError(
                 "telemetry.otlp.endpoint must be an http(s) URL - at `$.telemetry.otlp.endpoint`"
             )
         for name, value in otlp.headers.items():
-            resolve(value, f"$.telemetry.otlp.headers.{name}")
+            resolve(value, f"$.telemetry.otlp.headers.{name}", environ)
     lf = telemetry.langfuse
     if lf is not None and not lf.host.startswith(("http://", "https://")):
         raise ConfigError("telemetry.langfuse.host must be an http(s) URL - at `$.telemetry.langfuse.host`")
