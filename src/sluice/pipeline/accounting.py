@@ -43,7 +43,7 @@ class Accounting:
 
     async def middleware(self, ctx: RequestContext, call_next: CallNext) -> Result:
         rt = TRACING.begin(ctx)
-        bind_request(ctx.request_id, rt.trace_id if rt is not None else trace_id_of(ctx))
+        bind_request(ctx.request_id, rt.trace_id_hex if rt is not None else trace_id_of(ctx))
         try:
             result = await call_next(ctx)
         except SluiceError as exc:

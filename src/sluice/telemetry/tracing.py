@@ -5,32 +5,35 @@ One SERVER span per request and one CLIENT span per upstream attempt, named ``ch
 incoming W3C ``traceparent`` is continued; each upstream attempt carries its own CLIENT span's
 ``traceparent`` (when tracing is off, the caller's ``traceparent`` is passed on unchanged).
 
-Cost on the request path: a span is started when the request enters the pipeline and for each
-attempt (ids only); every attribute is set, and every span ended, in :meth:`Tracing.finish` when
-the request's record is made. Export runs in the SDK's batch thread: a full queue drops spans, a
-collector that is down costs a log line when the outage begins and one when it ends — never a
-blocked or failed request.
+Cost on the request path: ids and the sampling decision when the request enters the pipeline and
+when each attempt starts; the finished spans are made once, in :meth:`Tracing.finish`, as the SDK's
+:class:`ReadableSpan` (the request is over by then, so nothing needs the SDK's live, locked Span),
+and handed to the SDK's batch processors. Export runs in their thread (OTLP/HTTP, encoded by
+:mod:`sluice.telemetry.otlp_encode`): a full queue drops spans, a collector that is down costs a log
+line when the outage begins and one when it ends — never a blocked or failed request.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from sluice.schema.context import Attempt, RequestContext
 from sluice.telemetry.metrics import METRICS, RequestFacts
+from sluice.telemetry.otlp_encode import encode_spans
 
 log = logging.getLogger("sluice.telemetry")
 
@@ -40,6 +43,10 @@ GENAI_PROVIDER: Final = {
     "openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gemini", "bedrock": "aws.bedrock",
     "azure": "azure.ai.openai",
 }  # fmt: skip
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_OK = Status(StatusCode.UNSET)
+Attrs = dict[str, str | int | float | bool | Sequence[str]]
 
 
 def parse_traceparent(value: str | None) -> SpanContext | None:
@@ -55,24 +62,47 @@ def parse_traceparent(value: str | None) -> SpanContext | None:
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(m.group(3), 16)))
 
 
-def format_traceparent(sc: SpanContext) -> str:
-    return f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{int(sc.trace_flags):02x}"
+def _id(bits: int) -> int:
+    n = random.getrandbits(bits)
+    return n or 1
 
 
 class RequestTrace:
-    """One request's spans while it is served."""
+    """One request's trace while it is served: ids and what finish needs to know."""
 
-    __slots__ = ("attempts", "cache", "finish_reasons", "server")
+    __slots__ = ("attempts", "cache", "finish_reasons", "flags", "parent", "span_id", "trace_id")
 
-    def __init__(self, server: Span) -> None:
-        self.server = server
-        self.attempts: list[tuple[Attempt, Span, int]] = []
+    def __init__(self, trace_id: int, span_id: int, parent: SpanContext | None, sampled: bool) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent = parent
+        self.flags = _SAMPLED if sampled else _UNSAMPLED
+        #: (attempt, its span id, start time in ns)
+        self.attempts: list[tuple[Attempt, int, int]] = []
         self.finish_reasons: list[str] = []
+        #: Set by the cache layer (``hit``, ``semantic_hit``, ``miss``, ...), shown as ``sluice.cache``.
         self.cache: str | None = None
 
     @property
-    def trace_id(self) -> str:
-        return f"{self.server.get_span_context().trace_id:032x}"
+    def trace_id_hex(self) -> str:
+        return f"{self.trace_id:032x}"
+
+    def traceparent(self, span_id: int) -> str:
+        return f"00-{self.trace_id:032x}-{span_id:016x}-{int(self.flags):02x}"
+
+
+class CompactOTLPSpanExporter(OTLPSpanExporter):
+    """The SDK's OTLP/HTTP exporter (endpoint, headers, timeout, retries), with the compact encoder."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        client = getattr(self, "_client", None)
+        if client is None or getattr(self, "_shutdown", False):  # another SDK version: its own path
+            return super().export(spans)
+        return (
+            SpanExportResult.SUCCESS
+            if client.export(encode_spans(spans)).success
+            else SpanExportResult.FAILURE
+        )
 
 
 class _OutageLoggingExporter(SpanExporter):
@@ -114,14 +144,16 @@ class Tracing:
     """The process's tracer. Without an exporter it only passes the caller's ``traceparent`` on."""
 
     def __init__(self) -> None:
-        self._provider: TracerProvider | None = None
-        self._tracer: trace.Tracer | None = None
+        self._processors: list[SpanProcessor] = []
+        self._bound = 0
+        self._resource = Resource.create({"service.name": "sluice"})
+        self._scope = InstrumentationScope("sluice")
         self._types: Mapping[str, str] = {}
         self._langfuse = False
 
     @property
     def enabled(self) -> bool:
-        return self._tracer is not None
+        return bool(self._processors)
 
     def configure(
         self,
@@ -134,89 +166,93 @@ class Tracing:
     ) -> None:
         self._types = provider_types
         self._langfuse = langfuse
-        if not exporters:
-            return
-        provider = TracerProvider(
-            resource=Resource.create({"service.name": "sluice"}),
-            sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
-        )
-        for name, exporter in exporters:
-            provider.add_span_processor(
-                BatchSpanProcessor(
-                    _OutageLoggingExporter(exporter, name),
-                    max_queue_size=8192,
-                    schedule_delay_millis=schedule_delay_ms,
-                    max_export_batch_size=512,
-                )
+        self._bound = TraceIdRatioBased.get_bound_for_rate(sample_ratio)
+        self._processors = [
+            BatchSpanProcessor(
+                _OutageLoggingExporter(exporter, name),
+                max_queue_size=8192,
+                schedule_delay_millis=schedule_delay_ms,
+                max_export_batch_size=512,
             )
-        self._provider = provider
-        self._tracer = provider.get_tracer("sluice")
+            for name, exporter in exporters
+        ]
 
     def shutdown(self) -> None:
-        if self._provider is not None:
-            self._provider.shutdown()  # flushes what is queued, each exporter within its timeout
-        self._provider = self._tracer = None
+        processors, self._processors = self._processors, []
+        for p in processors:
+            p.shutdown()  # flushes what is queued, each exporter within its timeout
 
     # ------------------------------------------------------------------ request path
     def begin(self, ctx: RequestContext) -> RequestTrace | None:
-        """The SERVER span, started at the request's arrival (idempotent)."""
-        if self._tracer is None:
+        """The request's trace: the caller's continued (its sampling decision followed), or a new
+        one sampled at ``sample_ratio``. Idempotent."""
+        if not self._processors:
             return None
         if isinstance(ctx.trace, RequestTrace):
             return ctx.trace
         parent = parse_traceparent(ctx.traceparent)
-        pctx: Context | None = trace.set_span_in_context(NonRecordingSpan(parent)) if parent else None
-        span = self._tracer.start_span(
-            f"{ctx.endpoint} {ctx.requested_model}".rstrip(), context=pctx, kind=SpanKind.SERVER,
-            start_time=_ns(ctx.started_wall),
-        )  # fmt: skip
-        rt = RequestTrace(span)
+        if parent is not None:
+            rt = RequestTrace(parent.trace_id, _id(64), parent, parent.trace_flags.sampled)
+        else:
+            trace_id = _id(128)
+            rt = RequestTrace(
+                trace_id, _id(64), None, trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < self._bound
+            )
         ctx.trace = rt
         return rt
 
     def attempt_started(self, ctx: RequestContext, attempt: Attempt) -> str | None:
-        """A CLIENT span for this attempt; returns the ``traceparent`` to send upstream."""
+        """A CLIENT span id for this attempt; returns the ``traceparent`` to send upstream."""
         rt = ctx.trace
-        if self._tracer is None or not isinstance(rt, RequestTrace):
+        if not isinstance(rt, RequestTrace):
             return ctx.traceparent if parse_traceparent(ctx.traceparent) else None
-        start = time.time_ns()
-        span = self._tracer.start_span(
-            f"{ctx.endpoint} {attempt.model}", context=trace.set_span_in_context(rt.server),
-            kind=SpanKind.CLIENT, start_time=start,
-        )  # fmt: skip
-        rt.attempts.append((attempt, span, start))
-        return format_traceparent(span.get_span_context())
+        span_id = _id(64)
+        rt.attempts.append((attempt, span_id, time.time_ns()))
+        return rt.traceparent(span_id)
 
     def finish(self, ctx: RequestContext, r: RequestFacts) -> None:
-        """Every attribute, and the end of every span of the request."""
-        if self._tracer is None or ctx.shadow_of is not None:
+        """The request's spans, made and handed to the exporters (when sampled)."""
+        if not self._processors or ctx.shadow_of is not None:
             return
         rt = ctx.trace if isinstance(ctx.trace, RequestTrace) else self.begin(ctx)
         if rt is None:
             return
         ctx.trace = None  # ended once, however finish is reached
+        if not rt.flags.sampled:
+            return
         op = "embeddings" if ctx.endpoint == "embeddings" else "chat"
-        for i, (a, span, start) in enumerate(rt.attempts, 1):
-            if span.is_recording():
-                self._attempt_attributes(span, op, a, i, rt if a.error_kind is None else None)
-                if a.error_kind is not None:
-                    span.set_status(Status(StatusCode.ERROR, a.error_kind))
-            span.end(end_time=start + int(a.latency_ms * 1e6))
-        server = rt.server
-        if server.is_recording():
-            self._server_attributes(server, op, ctx, r, rt)
-        server.end(end_time=_ns(ctx.started_wall) + int(r.latency_ms * 1e6))
+        server_ctx = SpanContext(rt.trace_id, rt.span_id, is_remote=False, trace_flags=_SAMPLED)
+        spans = []
+        for i, (a, span_id, start) in enumerate(rt.attempts, 1):
+            attrs = self._attempt_attributes(op, a, i, rt if a.error_kind is None else None)
+            spans.append(ReadableSpan(
+                f"{op} {a.model}", SpanContext(rt.trace_id, span_id, is_remote=False, trace_flags=_SAMPLED),
+                server_ctx, self._resource, attrs, kind=SpanKind.CLIENT,
+                status=Status(StatusCode.ERROR, a.error_kind) if a.error_kind is not None else _OK,
+                start_time=start, end_time=start + int(a.latency_ms * 1e6), instrumentation_scope=self._scope,
+            ))  # fmt: skip
+        attrs, status = self._server_attributes(op, ctx, r, rt)
+        start = _ns(ctx.started_wall)
+        spans.append(ReadableSpan(
+            f"{op} {ctx.requested_model}".rstrip(), server_ctx, rt.parent, self._resource, attrs,
+            kind=SpanKind.SERVER, status=status, start_time=start, end_time=start + int(r.latency_ms * 1e6),
+            instrumentation_scope=self._scope,
+        ))  # fmt: skip
+        for p in self._processors:
+            for span in spans:
+                p.on_end(span)
 
     def _provider_name(self, provider: str | None) -> str:
         t = self._types.get(provider or "")
         return GENAI_PROVIDER.get(t or "", t or "unknown")
 
-    def _attempt_attributes(self, span: Span, op: str, a: Attempt, n: int, ok: RequestTrace | None) -> None:
-        attrs: dict[str, str | int | float | bool | Sequence[str]] = {
+    def _attempt_attributes(self, op: str, a: Attempt, n: int, ok: RequestTrace | None) -> Attrs:
+        attrs: Attrs = {
             "gen_ai.operation.name": op, "gen_ai.provider.name": self._provider_name(a.provider),
             "gen_ai.request.model": a.model, "sluice.provider": a.provider, "sluice.attempt": n,
-            "sluice.backoff_ms": round(a.backoff_ms, 3),
         }  # fmt: skip
+        if a.backoff_ms:
+            attrs["sluice.backoff_ms"] = round(a.backoff_ms, 3)
         if a.status is not None:
             attrs["http.response.status_code"] = a.status
         if a.error_kind is not None:
@@ -232,12 +268,13 @@ class Tracing:
             attrs["sluice.cost_usd"] = a.cost_usd
         if self._langfuse:
             attrs["langfuse.observation.type"] = "span"  # the request's SERVER span is the generation
-        span.set_attributes(attrs)
+        return attrs
 
     def _server_attributes(
-        self, span: Span, op: str, ctx: RequestContext, r: RequestFacts, rt: RequestTrace
-    ) -> None:
-        attrs: dict[str, str | int | float | bool | Sequence[str]] = {
+        self, op: str, ctx: RequestContext, r: RequestFacts, rt: RequestTrace
+    ) -> tuple[Attrs, Status]:
+        status = _OK
+        attrs: Attrs = {
             "gen_ai.operation.name": op, "gen_ai.request.model": ctx.requested_model,
             "gen_ai.request.stream": ctx.stream, "gen_ai.usage.input_tokens": r.prompt_tokens,
             "gen_ai.usage.output_tokens": r.completion_tokens, "http.response.status_code": r.status,
@@ -269,12 +306,12 @@ class Tracing:
         if r.error_kind is not None:
             attrs["error.type"] = r.error_kind
             if r.status >= 500 or r.error_source == "provider":
-                span.set_status(Status(StatusCode.ERROR, r.error_kind))
-        span.set_attributes(attrs)
+                status = Status(StatusCode.ERROR, r.error_kind)
+        return attrs, status
 
 
 def _request_params(
-    attrs: dict[str, str | int | float | bool | Sequence[str]],
+    attrs: Attrs,
     max_tokens: int | None,
     temperature: float | None,
     top_p: float | None,
@@ -287,7 +324,7 @@ def _request_params(
         attrs["gen_ai.request.top_p"] = top_p
 
 
-def _langfuse_attributes(attrs: dict[str, str | int | float | bool | Sequence[str]], r: RequestFacts) -> None:
+def _langfuse_attributes(attrs: Attrs, r: RequestFacts) -> None:
     """Langfuse shows the request as a generation with its model, tokens and Sluice's cost."""
     attrs["langfuse.observation.type"] = "generation"
     if r.served_model is not None:
@@ -309,6 +346,6 @@ TRACING: Final = Tracing()
 def trace_id_of(ctx: RequestContext) -> str | None:
     """The trace id logs carry: the request's own trace, else the caller's."""
     if isinstance(ctx.trace, RequestTrace):
-        return ctx.trace.trace_id
+        return ctx.trace.trace_id_hex
     parent = parse_traceparent(ctx.traceparent)
     return f"{parent.trace_id:032x}" if parent is not None else None

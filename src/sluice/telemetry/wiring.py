@@ -9,7 +9,6 @@ import base64
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sluice.config.model import Config, ProviderConfig
@@ -17,7 +16,7 @@ from sluice.config.telemetry import TelemetryConfig, resolve, traces_url
 from sluice.telemetry.labels import Vocabulary
 from sluice.telemetry.metrics import METRICS, bind
 from sluice.telemetry.prom import Labels
-from sluice.telemetry.tracing import TRACING
+from sluice.telemetry.tracing import TRACING, CompactOTLPSpanExporter
 from sluice.telemetry.workers import SnapshotPublisher
 
 BREAKER_STATES = ("closed", "half_open", "open")
@@ -84,7 +83,10 @@ def exporters(telemetry: TelemetryConfig) -> list[tuple[str, SpanExporter]]:
         url = traces_url(resolve(otlp.endpoint, "$.telemetry.otlp.endpoint"))
         headers = {k: resolve(v, f"$.telemetry.otlp.headers.{k}") for k, v in otlp.headers.items()}
         out.append(
-            ("the OTLP collector", OTLPSpanExporter(endpoint=url, headers=headers, timeout=EXPORT_TIMEOUT_S))
+            (
+                "the OTLP collector",
+                CompactOTLPSpanExporter(endpoint=url, headers=headers, timeout=EXPORT_TIMEOUT_S),
+            )
         )
     lf = telemetry.langfuse
     if lf is not None:
@@ -92,7 +94,7 @@ def exporters(telemetry: TelemetryConfig) -> list[tuple[str, SpanExporter]]:
         out.append(
             (
                 "Langfuse",
-                OTLPSpanExporter(
+                CompactOTLPSpanExporter(
                     endpoint=lf.host.rstrip("/") + LANGFUSE_OTLP_PATH,
                     headers={"authorization": f"Basic {token}"},
                     timeout=EXPORT_TIMEOUT_S,
