@@ -28,6 +28,7 @@ class Rec:
     cost_usd: float | None = 0.5
     latency_ms: float = 120.0
     ttft_ms: float | None = None
+    shadow_of: str | None = None
 
 
 def _metrics() -> GatewayMetrics:
@@ -95,3 +96,12 @@ def test_event_counters_use_closed_vocabularies() -> None:
     assert value(s, "sluice_guardrail_verdicts_total", guardrail="other", stage="input", verdict="block") == 1
     assert value(s, "sluice_limit_refusals_total", level="team", limit="rpm") == 1
     assert value(s, "sluice_breaker_transitions_total", provider="up", model="gpt-up", state="open") == 1
+
+
+def test_a_shadow_call_counts_its_spend_and_attempts_not_a_request() -> None:
+    m = _metrics()
+    m.observe_request(Rec(shadow_of="r-1"), [Attempt("up", "gpt-up", status=200, latency_ms=5)])
+    s = parse(render(m.registry.snapshot()))
+    assert total(s, "sluice_requests_total") == 0 and total(s, "sluice_request_duration_seconds_count") == 0
+    assert value(s, "sluice_cost_usd_total", team="eng", model="gpt-up", provider="up") == 0.5
+    assert total(s, "sluice_upstream_attempts_total") == 1

@@ -73,6 +73,7 @@ class RequestFacts(Protocol):
     cost_usd: float | None
     latency_ms: float
     ttft_ms: float | None
+    shadow_of: str | None
 
 
 def status_class(status: int | None) -> str:
@@ -164,12 +165,21 @@ class GatewayMetrics:
         self.trace_export_failures = r.counter(
             "sluice_trace_export_failures_total", "Span batches the OTLP exporter could not deliver."
         )
+        # Counted from the exporter's thread: its one series exists from the start, so a scrape
+        # never iterates a dict that thread is growing.
+        self.trace_export_failures.inc((), 0.0)
+        self.retry_budget.inc((), 0.0)
 
     # ------------------------------------------------------------------ per request
     def observe_request(self, r: RequestFacts, attempts: Sequence[Attempt]) -> None:
         team, route, model, served, provider = self.vocab.request_labels(
             r.team, r.route, r.requested_model, r.served_model, r.provider
         )
+        if r.shadow_of is not None:  # a mirrored call: its attempts and spend count, not as a request
+            if attempts:
+                self._attempts(attempts, route, model)
+            self._usage(r, team, served, provider)
+            return
         endpoint = r.endpoint if r.endpoint in ("chat", "embeddings") else "other"
         kind = bounded(r.error_kind, ERROR_KINDS)
         if r.status == CLIENT_CLOSED and r.error_kind is None:
