@@ -270,3 +270,17 @@ def test_stats_cli_and_admin_stats_read_the_tails_from_the_log(gw: Gateway, samp
         gw.base_url + "/admin/stats?by=user", headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=5
     )
     assert bad.status_code == 400 and "by must be one of" in bad.text
+
+
+def test_breaker_opening_is_counted_shown_and_logged_once(gw: Gateway, samples: Samples) -> None:
+    client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=next(iter(gw.keys.values())), max_retries=0)
+    for _ in range(4):  # 2 attempts each: the 5th consecutive failure opens the breaker
+        with pytest.raises(openai.APIStatusError):
+            client.chat.completions.create(model="fault-529", messages=MSG)  # type: ignore[arg-type]
+    s = parse(scrape(gw.base_url))
+    assert value(s, "sluice_breaker_state", provider="up", model="fault-529", state="open") == 1
+    assert value(s, "sluice_breaker_transitions_total", provider="up", model="fault-529", state="open") == 1
+    lines = [json.loads(x) for x in gw.log_path.read_text().splitlines()]
+    opened = [x for x in lines if x["msg"] == "circuit breaker opened for up/fault-529"]
+    assert len(opened) == 1 and opened[0]["level"] == "warning" and opened[0]["request_id"]
+    assert opened[0]["last_error"] == "overloaded"
