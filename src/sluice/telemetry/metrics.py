@@ -110,9 +110,32 @@ _COST = ("team", "model", "provider")
 _ATT = ("provider", "model", "status_class", "error_kind")
 
 
+class _Series:
+    """The label tuples of one (endpoint, team, route, model, served model, provider), made once:
+    a request then costs dict operations on tuples that already exist."""
+
+    __slots__ = ("cost", "latency", "model", "overhead", "request_prefix", "requests", "route",
+                 "tok_cached", "tok_input", "tok_output", "tok_reasoning")  # fmt: skip
+
+    def __init__(self, endpoint: str, labels: tuple[str, ...]) -> None:
+        team, route, model, served, provider = labels
+        self.route, self.model = route, model
+        self.request_prefix = (endpoint, route, model, served, provider)
+        #: (status, error source, error kind) -> the full label tuple of sluice_requests_total
+        self.requests: dict[tuple[int, str | None, str | None], Labels] = {}
+        self.latency = (endpoint, route, model, provider)
+        self.overhead = (endpoint, route)
+        self.tok_input = (team, served, provider, "input")
+        self.tok_output = (team, served, provider, "output")
+        self.tok_cached = (team, served, provider, "cached")
+        self.tok_reasoning = (team, served, provider, "reasoning")
+        self.cost = (team, served, provider)
+
+
 class GatewayMetrics:
     def __init__(self, vocab: Vocabulary | None = None) -> None:
-        self.vocab = vocab or Vocabulary()
+        self._vocab = vocab or Vocabulary()
+        self._series: dict[tuple[str, tuple[str, ...]], _Series] = {}
         r = self.registry = Registry()
         self.requests = r.counter("sluice_requests_total", "Requests answered, by outcome.", _REQ)
         self.duration = r.histogram(
@@ -172,41 +195,52 @@ class GatewayMetrics:
 
     # ------------------------------------------------------------------ per request
     def observe_request(self, r: RequestFacts, attempts: Sequence[Attempt]) -> None:
-        team, route, model, served, provider = self.vocab.request_labels(
-            r.team, r.route, r.requested_model, r.served_model, r.provider
-        )
+        labels = self.vocab.request_labels(r.team, r.route, r.requested_model, r.served_model, r.provider)
+        endpoint = r.endpoint if r.endpoint in ("chat", "embeddings") else "other"
+        series = self._series.get((endpoint, labels))
+        if series is None:
+            series = self._new_series(endpoint, labels)
         if r.shadow_of is not None:  # a mirrored call: its attempts and spend count, not as a request
             if attempts:
-                self._attempts(attempts, route, model)
-            self._usage(r, team, served, provider)
+                self._attempts(attempts, series.route, series.model)
+            self._usage(r, series)
             return
-        endpoint = r.endpoint if r.endpoint in ("chat", "embeddings") else "other"
-        kind = bounded(r.error_kind, ERROR_KINDS)
-        if r.status == CLIENT_CLOSED and r.error_kind is None:
-            kind = "client_closed"
-        self.requests.inc((endpoint, route, model, served, provider, status_class(r.status),
-                           error_source(r.status, r.error_source), kind))  # fmt: skip
-        lat = (endpoint, route, model, provider)
+        outcome = (r.status, r.error_source, r.error_kind)
+        req = series.requests.get(outcome)
+        if req is None:
+            req = series.requests[outcome] = (*series.request_prefix, *self._outcome(*outcome))
+        self.requests.inc(req)
         seconds = r.latency_ms / 1000.0
-        self.duration.observe(lat, seconds)
+        self.duration.observe(series.latency, seconds)
         if r.ttft_ms is not None:
-            self.ttft.observe(lat, r.ttft_ms / 1000.0)
-        upstream = self._attempts(attempts, route, model) if attempts else 0.0
-        self.overhead.observe((endpoint, route), max(0.0, seconds - upstream))
-        self._usage(r, team, served, provider)
+            self.ttft.observe(series.latency, r.ttft_ms / 1000.0)
+        upstream = self._attempts(attempts, series.route, series.model) if attempts else 0.0
+        self.overhead.observe(series.overhead, max(0.0, seconds - upstream))
+        self._usage(r, series)
 
-    def _usage(self, r: RequestFacts, team: str, served: str, provider: str) -> None:
+    def _new_series(self, endpoint: str, labels: tuple[str, ...]) -> _Series:
+        if len(self._series) >= 65536:  # bounded: the labels are, the raw inputs behind them not
+            self._series.clear()
+        series = self._series[(endpoint, labels)] = _Series(endpoint, labels)
+        return series
+
+    @staticmethod
+    def _outcome(status: int, source: str | None, kind: str | None) -> tuple[str, str, str]:
+        k = "client_closed" if status == CLIENT_CLOSED and kind is None else bounded(kind, ERROR_KINDS)
+        return status_class(status), error_source(status, source), k
+
+    def _usage(self, r: RequestFacts, series: _Series) -> None:
         tokens = self.tokens
         if r.prompt_tokens:
-            tokens.inc((team, served, provider, "input"), r.prompt_tokens)
+            tokens.inc(series.tok_input, r.prompt_tokens)
         if r.completion_tokens:
-            tokens.inc((team, served, provider, "output"), r.completion_tokens)
+            tokens.inc(series.tok_output, r.completion_tokens)
         if r.cached_tokens:
-            tokens.inc((team, served, provider, "cached"), r.cached_tokens)
+            tokens.inc(series.tok_cached, r.cached_tokens)
         if r.reasoning_tokens:
-            tokens.inc((team, served, provider, "reasoning"), r.reasoning_tokens)
+            tokens.inc(series.tok_reasoning, r.reasoning_tokens)
         if r.cost_usd:
-            self.cost.inc((team, served, provider), r.cost_usd)
+            self.cost.inc(series.cost, r.cost_usd)
 
     def _attempts(self, attempts: Sequence[Attempt], route: str, model: str) -> float:
         """Counts each attempt; returns the upstream time and waits in seconds."""
@@ -226,6 +260,15 @@ class GatewayMetrics:
                 self.fallbacks.inc((route, model, p))
             seen.append(target)
         return spent
+
+    @property
+    def vocab(self) -> Vocabulary:
+        return self._vocab
+
+    @vocab.setter
+    def vocab(self, vocab: Vocabulary) -> None:
+        self._vocab = vocab
+        self._series = {}
 
     # ------------------------------------------------------------------ events
     def cache_lookup(self, route: str | None, outcome: str) -> None:
