@@ -105,3 +105,14 @@ def test_a_shadow_call_counts_its_spend_and_attempts_not_a_request() -> None:
     assert total(s, "sluice_requests_total") == 0 and total(s, "sluice_request_duration_seconds_count") == 0
     assert value(s, "sluice_cost_usd_total", team="eng", model="gpt-up", provider="up") == 0.5
     assert total(s, "sluice_upstream_attempts_total") == 1
+
+
+def test_cache_outcome_reaches_the_request_trace() -> None:
+    from sluice.schema.context import RequestContext
+    from sluice.telemetry.tracing import RequestTrace, note_cache
+
+    ctx = RequestContext("r", "openai", "chat", None)
+    note_cache(ctx, "hit")  # untraced: nothing to do
+    ctx.trace = RequestTrace(1, 2, None, True)
+    note_cache(ctx, "semantic_hit")
+    assert ctx.trace.cache == "semantic_hit"

@@ -343,6 +343,12 @@ def _langfuse_attributes(attrs: Attrs, r: RequestFacts) -> None:
 TRACING: Final = Tracing()
 
 
+def note_cache(ctx: RequestContext, outcome: str) -> None:
+    """For the cache layer: the lookup's outcome, shown on the request's span as ``sluice.cache``."""
+    if isinstance(ctx.trace, RequestTrace):
+        ctx.trace.cache = outcome
+
+
 def trace_id_of(ctx: RequestContext) -> str | None:
     """The trace id logs carry: the request's own trace, else the caller's."""
     if isinstance(ctx.trace, RequestTrace):
