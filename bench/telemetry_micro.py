@@ -129,6 +129,26 @@ async def run(n: int) -> None:
           f"{mins['tracing'][0] - mins['metrics'][0]:+.1f})")  # fmt: skip
 
 
+async def one_cell(cell: str, n: int) -> None:
+    """``--cell NAME N``: that cell alone, one round, for ``valgrind --tool=callgrind`` (run it with
+    two values of N and divide the difference in instructions by the difference in N)."""
+    client.Transport.send = _answer  # type: ignore[method-assign]
+    os.environ.setdefault("BENCH_MICRO_KEY", "sk-upstream")
+    port = _free_port()
+    sink = subprocess.Popen([sys.executable, "-c", SINK, str(port)])
+    time.sleep(0.5)
+    tracing = f"telemetry:\n  otlp: {{endpoint: 'http://127.0.0.1:{port}', sample_ratio: RATIO}}\n"
+    extra = {"off": "", "metrics": "", "unsampled": tracing.replace("RATIO", "0.0"),
+             "tracing": tracing.replace("RATIO", "1.0")}[cell]  # fmt: skip
+    try:
+        await _measure(extra, n, 1, cell == "off")
+    finally:
+        sink.terminate()
+
+
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    asyncio.run(run(int(args[0]) if args else 5000))
+    if "--cell" in sys.argv:
+        asyncio.run(one_cell(args[0], int(args[1])))
+    else:
+        asyncio.run(run(int(args[0]) if args else 5000))

@@ -76,7 +76,9 @@ class Accounting:
                     if ctx.first_token_at is None:
                         ctx.first_token_at = time.perf_counter()
                     if rt is not None:
-                        rt.finish_reasons.extend(c.finish_reason for c in chunk.choices if c.finish_reason)
+                        for c in chunk.choices:  # set on the last chunk only: no allocation per chunk
+                            if c.finish_reason:
+                                rt.finish_reasons.append(c.finish_reason)
                 if chunk.usage is not None:
                     ctx.usage = chunk.usage
                 yield chunk
