@@ -92,8 +92,6 @@ class Registry:
         self._counters: list[Counter] = []
         self._histograms: list[Histogram] = []
         self._gauges: dict[str, GaugeCallback] = {}
-        #: Called before every collection (to count what is still batched).
-        self.before_collect: list[Callable[[], None]] = []
 
     def counter(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> Counter:
         c = Counter(name, help_text, label_names)
@@ -113,8 +111,6 @@ class Registry:
 
     def snapshot(self) -> Snapshot:
         """Everything now, as plain data (JSON-encodable) that :func:`merge` can add up."""
-        for hook in self.before_collect:
-            hook()
         out: Snapshot = {}
         for c in self._counters:
             out[c.name] = {"type": "counter", "help": c.help, "labels": list(c.label_names),
