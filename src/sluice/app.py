@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,15 @@ from sluice.routing.health import HealthBoard
 from sluice.routing.router import Router, RouterHooks
 from sluice.routing.shared_health import SharedHealth, share_health
 from sluice.schema.context import CallNext, RequestContext, Result
-from sluice.server import admin_routes, anthropic_routes, feedback_routes, openai_routes, ops_routes
+from sluice.server import (
+    admin_routes,
+    anthropic_routes,
+    feedback_routes,
+    metrics_routes,
+    openai_routes,
+    ops_routes,
+    stats_routes,
+)
 from sluice.server.dispatch import Dispatcher, RouteTable
 from sluice.server.services import Services
 from sluice.server.tls import server_context
@@ -57,6 +65,7 @@ from sluice.store.reports import ReportScheduler
 from sluice.store.retention import Upkeep
 from sluice.store.sqlite import sqlite_path
 from sluice.store.writer import RecordWriter
+from sluice.telemetry.wiring import bind_policy_metrics, start_metrics, start_tracing, stop_telemetry
 from sluice.transport.client import PoolSettings, Transport
 from sluice.transport.webhook import Webhook
 
@@ -91,6 +100,8 @@ def route_tables() -> list[RouteTable]:
         admin_routes.routes,
         ops_routes.routes,
         feedback_routes.routes,
+        metrics_routes.routes,
+        stats_routes.routes,
     ]
 
 
@@ -149,6 +160,8 @@ class Policy:
     #: Feedback statistics for ``adaptive`` models, re-read from the store.
     adaptive: AdaptiveSync | None = None
     reports: ReportScheduler | None = None
+    #: Binds the metrics' label vocabulary and scrape-time values to this policy (at install).
+    bind_metrics: Callable[[], None] | None = None
 
 
 async def build_policy(config: Config, version: str, shared: Shared, previous: Policy | None) -> Policy:
@@ -169,6 +182,7 @@ async def build_policy(config: Config, version: str, shared: Shared, previous: P
         policy_version=version,
     )  # fmt: skip
     limiter, alerts = _limiter(config, shared.state, shared.transport)
+    start_tracing(config, {n: a.type for n, a in adapters.items()})
     if _policy_counts_tokens(config):
         # Loaded up front when the policy needs token counts; otherwise on first need (a key
         # with a token limit or budget), off the event loop. Each encoding costs ~70 MB.
@@ -206,6 +220,7 @@ async def build_policy(config: Config, version: str, shared: Shared, previous: P
         config, version, router, accounting, limiter, alerts, pipeline,
         shared_health=await _shared_health(config, router, previous, carried), adaptive=adaptive,
         reports=_reports(config, shared),
+        bind_metrics=lambda: bind_policy_metrics(config, providers, writer=shared.writer, health=router.health),
     )  # fmt: skip
 
 
@@ -257,6 +272,8 @@ def install(svc: Services, policy: Policy) -> None:
     """Swap a policy in, all at once (no await: no request sees half of it)."""
     svc.config, svc.router, svc.accounting = policy.config, policy.router, policy.accounting
     svc.pipeline, svc.limiter, svc.policy_version = policy.pipeline, policy.limiter, policy.version
+    if policy.bind_metrics is not None:
+        policy.bind_metrics()
 
 
 async def retire(policy: Policy) -> None:
@@ -294,8 +311,9 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
     svc = Services(
         config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=policy.router,
         accounting=policy.accounting, pipeline=policy.pipeline, limiter=policy.limiter, tokens=shared.tokens,
-        started_at=int(time.time()), policy_version=version,
+        started_at=int(time.time()), policy_version=version, metrics=start_metrics(),
     )  # fmt: skip
+    install(svc, policy)
     reloader = Reloader(
         svc, policy, policy_path, install=install, retire=retire,
         build=lambda cfg, ver, prev: build_policy(cfg, ver, shared, prev),
@@ -312,6 +330,7 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
         await keys.stop()
         await retire(reloader.policy)
         await writer.close(timeout_s=config.server.shutdown_grace_s)
+        await stop_telemetry(svc.metrics)
         await shared.state.close()
         await shared.transport.close()
         await store.close()

@@ -9,9 +9,11 @@ import errno
 import gc
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from sluice.app import dispatcher, running
@@ -23,6 +25,7 @@ from sluice.server.protocol import HttpProtocol, ServerState
 from sluice.server.services import Services
 from sluice.server.tls import server_context
 from sluice.telemetry.logs import configure_logging
+from sluice.telemetry.workers import DIR_ENV as METRICS_DIR_ENV
 
 log = logging.getLogger("sluice")
 
@@ -126,6 +129,7 @@ async def serve(
             ppid = os.getppid()
             services.reloader.on_admin_reload = lambda: os.kill(ppid, signal.SIGHUP)
         sweeper = loop.create_task(_sweep(state))
+        metrics_server = await _metrics_listener(config, state, reuse_port)
         scheme = "https" if tls is not None else "http"
         log.info("sluice listening on %s://%s:%d (pid %d)", scheme, host, port, os.getpid())
         try:
@@ -137,6 +141,29 @@ async def serve(
             loop.remove_signal_handler(signal.SIGHUP)
             sweeper.cancel()
             server.close()
+            if metrics_server is not None:
+                metrics_server.close()
+
+
+async def _metrics_listener(
+    config: Config, main: ServerState, reuse_port: bool
+) -> asyncio.AbstractServer | None:
+    """``metrics.listen``: a second port that serves ``/metrics`` only."""
+    address = config.metrics.listen_address()
+    if address is None:
+        return None
+    from sluice.server.dispatch import Dispatcher
+    from sluice.server.metrics_routes import routes
+
+    state = ServerState(
+        main.services, Dispatcher(routes), max_body=4096,
+        keepalive_s=config.server.keepalive_timeout_s, slow_client_s=config.server.client_timeout_s,
+    )  # fmt: skip
+    server = await asyncio.get_running_loop().create_server(
+        lambda: HttpProtocol(state), address[0], address[1], reuse_port=reuse_port
+    )
+    log.info("metrics on http://%s:%d/metrics", *address)
+    return server
 
 
 def _follow(state: ServerState, config: Config) -> None:
@@ -191,9 +218,10 @@ async def _sweep(state: ServerState) -> None:
 
 def _supervise(config_path: Path, host: str, port: int, n: int) -> None:
     """Start N workers on one port and pass SIGTERM/SIGINT on to them."""
+    shared = tempfile.mkdtemp(prefix="sluice-metrics-")  # each worker's counts, merged per scrape
+    env = {**os.environ, _WORKER_ENV: "1", METRICS_DIR_ENV: shared}
     cmd = [sys.executable, "-m", "sluice.cli", "serve", "--config", str(config_path), "--host", host,
            "--port", str(port), "--workers", str(n)]  # fmt: skip
-    env = {**os.environ, _WORKER_ENV: "1"}
     procs = [subprocess.Popen(cmd, env=env) for _ in range(n)]  # noqa: S603 - our own interpreter and module
 
     def forward(signum: int, _frame: object) -> None:
@@ -205,5 +233,6 @@ def _supervise(config_path: Path, host: str, port: int, n: int) -> None:
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, forward)
     codes = [p.wait() for p in procs]
+    shutil.rmtree(shared, ignore_errors=True)
     if any(codes):
         sys.exit(max(codes))

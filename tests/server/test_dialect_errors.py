@@ -134,7 +134,7 @@ def auth(live: Live, path: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-UNAUTHENTICATED = {"/healthz", "/readyz"}
+UNAUTHENTICATED = {"/healthz", "/readyz", "/metrics"}  # /metrics: unless metrics.auth
 
 
 async def test_route_list_covers_both_dialects() -> None:

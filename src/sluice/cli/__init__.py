@@ -368,6 +368,7 @@ def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> 
 from sluice.cli.cost import prices, reconcile, report  # noqa: E402  (their own modules; registered here)
 from sluice.cli.feedback import feedback  # noqa: E402
 from sluice.cli.ops import db, reload  # noqa: E402
+from sluice.cli.stats import stats  # noqa: E402
 
 main.add_command(prices)
 main.add_command(reconcile)
@@ -375,3 +376,4 @@ main.add_command(report)
 main.add_command(feedback)
 main.add_command(db)
 main.add_command(reload)
+main.add_command(stats)

@@ -19,6 +19,7 @@ from sluice.config.feedback import check_feedback
 from sluice.config.guardrails import check_guardrails, fix_yaml_on_keys
 from sluice.config.model import Config, Secret
 from sluice.config.routing_checks import check_routing
+from sluice.config.telemetry import check_telemetry
 from sluice.errors import ConfigError
 
 ENV_PREFIX = "env:"
@@ -67,6 +68,10 @@ def parse_config(data: Any, environ: Mapping[str, str] | None = None, *, origin:
     if missing:
         raise ConfigError(f"{origin}: " + "; ".join(_unset(data, list(missing))))
     _check_references(config, origin)
+    try:
+        check_telemetry(config.metrics, config.telemetry, config.server.admin_key is not None, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc.message}") from None
     return config
 
 

@@ -20,6 +20,7 @@ from sluice.config.reports import ReportsConfig
 from sluice.config.residency import Labels, RequireSpec
 from sluice.config.routing import RouteConfig, RoutingConfig, Strategy
 from sluice.config.secret import Secret
+from sluice.config.telemetry import MetricsConfig, TelemetryConfig
 
 __all__ = ["Secret"]
 
@@ -173,3 +174,5 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
     feedback: FeedbackConfig = msgspec.field(default_factory=FeedbackConfig)
     guardrails: dict[str, GuardrailConfig] = msgspec.field(default_factory=dict)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)

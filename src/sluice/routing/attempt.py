@@ -52,6 +52,7 @@ class AttemptTracker:
         "handle",
         "health",
         "report",
+        "traceparent",
     )
 
     def __init__(
@@ -66,6 +67,8 @@ class AttemptTracker:
         #: Set when an attempt guard admitted the attempt: settled in ``end``.
         self.guard: AttemptGuard | None = None
         self.handle: Ticket | None = None
+        #: Sent upstream as ``traceparent`` (this attempt's CLIENT span), if any.
+        self.traceparent: str | None = None
         self._admission = admission
         self._budget = budget
         self._started = time.perf_counter()  # latency is measured in real time, whatever the clock

@@ -14,12 +14,16 @@ Redis, when :mod:`sluice.routing.shared_health` mirrors it to every replica (``l
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal, Protocol, TypeAlias
 
 from sluice.config.routing import BreakerConfig
 from sluice.errors import ProviderErrorKind
 from sluice.providers.base import Target
+from sluice.telemetry.metrics import METRICS
+
+log = logging.getLogger("sluice.routing")
 
 Clock: TypeAlias = Callable[[], float]
 #: ``None``: skip the target; ``"pass"``: a normal attempt; ``"probe"``: the one half-open probe.
@@ -48,13 +52,16 @@ class Breaker:
         "_ring_failures",
         "consecutive",
         "last_error",
+        "name",
         "open_until",
         "opened",
         "probing",
         "state",
     )
 
-    def __init__(self, cfg: BreakerConfig, clock: Clock) -> None:
+    def __init__(self, cfg: BreakerConfig, clock: Clock, name: tuple[str, str] = ("", "")) -> None:
+        #: (provider, upstream model): for the log and the metrics.
+        self.name = name
         self._cfg = cfg
         self._clock = clock
         self._ring = bytearray(cfg.window)
@@ -75,6 +82,7 @@ class Breaker:
             if self._clock() < self.open_until:
                 return None
             self.state = "half_open"
+            METRICS.breaker_transition(*self.name, "half_open")
         if self.probing:
             return None
         self.probing = True
@@ -90,6 +98,7 @@ class Breaker:
             self.probing = False
             self.state = "closed"
             self._reset_window()
+            self._changed("closed")
         elif self.state == "closed":
             self._push(0)
 
@@ -135,6 +144,16 @@ class Breaker:
         self.state = "open"
         self.open_until = self._clock() + self._cfg.cooldown_s
         self.opened += 1
+        self._changed("open")
+
+    def _changed(self, state: BreakerState) -> None:
+        METRICS.breaker_transition(*self.name, state)
+        provider, model = self.name
+        log.warning(
+            "circuit breaker %s for %s/%s", "opened" if state == "open" else "closed", provider, model,
+            extra={"event": {"provider": provider, "model": model, "breaker": state,
+                             "last_error": self.last_error, "cooldown_s": self._cfg.cooldown_s}},
+        )  # fmt: skip
 
     def _push(self, failed: int) -> None:
         ring = self._ring
@@ -252,9 +271,8 @@ class HealthBoard:
         key = (target.provider, target.model)
         health = self._by_key.get(key)
         if health is None:
-            health = TargetHealth(
-                target, Breaker(self._cfg, self._clock), self._alpha, self._clock, self._max_age_s, self
-            )
+            breaker = Breaker(self._cfg, self._clock, (target.provider, target.model))
+            health = TargetHealth(target, breaker, self._alpha, self._clock, self._max_age_s, self)
             self._by_key[key] = health
         return health
 

@@ -123,6 +123,10 @@ class RequestContext:
     response_headers: dict[str, str] = field(default_factory=dict)
     #: Residency requirements the request itself stated (x-sluice-require / metadata.require).
     require: Requirements = ()
+    #: The caller's W3C ``traceparent`` header, if any: continued by tracing, passed upstream.
+    traceparent: str | None = None
+    #: Tracing's state for this request (``telemetry.tracing.RequestTrace``); None when untraced.
+    trace: object | None = None
 
     @property
     def stream(self) -> bool:

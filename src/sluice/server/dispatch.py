@@ -145,7 +145,7 @@ class Dispatcher:
                 assert route.dialect is not None
                 ctx = RequestContext(
                     request_id=new_request_id(), dialect=route.dialect.name, endpoint=route.endpoint,
-                    presented_key=presented_key(request),
+                    presented_key=presented_key(request), traceparent=request.headers.get("traceparent"),
                 )  # fmt: skip
                 return await route.api(request, ctx)
             assert route.handler is not None

@@ -16,6 +16,7 @@ from sluice.routing.router import Router
 from sluice.schema.context import CallNext
 from sluice.store.base import Store
 from sluice.store.writer import RecordWriter
+from sluice.telemetry.workers import SnapshotPublisher
 
 
 class PolicyControl(Protocol):
@@ -52,3 +53,5 @@ class Services:
     reloader: PolicyControl | None = None
     #: The listener's TLS context (``server.tls``), whose certificate a reload replaces.
     tls_context: ssl.SSLContext | None = None
+    #: Serves /metrics (every worker's counts merged).
+    metrics: SnapshotPublisher | None = None

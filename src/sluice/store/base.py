@@ -13,6 +13,7 @@ from sluice.store.migrations import SchemaStatus
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.reports import TeamModelSpend
 from sluice.store.rows import RequestRow
+from sluice.store.stats import LatencyRow, StatsBy
 
 
 class Store(Protocol):
@@ -88,6 +89,10 @@ class Store(Protocol):
         ...
 
     async def feedback_rows(self, metric: str | None, since: float | None) -> list[FeedbackRow]: ...
+
+    async def latency_stats(self, by: StatsBy, since: float | None) -> list[LatencyRow]:
+        """Counts, errors by source and latency / TTFT percentiles per group (see store.stats)."""
+        ...
 
 
 class StoreUnavailable(Exception):

@@ -30,6 +30,7 @@ from sluice.store.schema_sql import (
     SPEND_AGGREGATES,
     TEAM_MODEL_SPEND,
 )  # fmt: skip
+from sluice.store.stats import LatencyRow, StatsBy, postgres_rows, postgres_stats_sql
 
 T = TypeVar("T")
 log = logging.getLogger("sluice.store")
@@ -185,6 +186,12 @@ class PostgresStore:
         sql = f"SELECT {col} AS g, {SPEND_AGGREGATES} FROM requests WHERE ts >= $1 GROUP BY g ORDER BY g"
         rows = await self._call("fetch", sql, since or 0.0)
         return [spend_row(r) for r in rows]
+
+    async def latency_stats(self, by: StatsBy, since: float | None) -> list[LatencyRow]:
+        counts_sql, tails_sql = postgres_stats_sql(by)
+        counts = await self._call("fetch", counts_sql, since or 0.0)
+        tails = await self._call("fetch", tails_sql, since or 0.0)
+        return postgres_rows(counts, tails)
 
     async def count_requests(self) -> int:
         return int(await self._call("fetchval", "SELECT count(*) FROM requests"))

@@ -30,6 +30,7 @@ from sluice.store.schema_sql import (
     SPEND_AGGREGATES,
     TEAM_MODEL_SPEND,
 )  # fmt: skip
+from sluice.store.stats import LatencyRow, StatsBy, sqlite_stats
 
 T = TypeVar("T")
 log = logging.getLogger("sluice.store")
@@ -190,6 +191,9 @@ class SQLiteStore:
         sql = f"SELECT {col} AS g, {SPEND_AGGREGATES} FROM requests WHERE ts >= ? GROUP BY g ORDER BY g"
         rows = await self._run(lambda c: c.execute(sql, (since or 0.0,)).fetchall())
         return [spend_row(r) for r in rows]
+
+    async def latency_stats(self, by: StatsBy, since: float | None) -> list[LatencyRow]:
+        return await self._run(lambda c: sqlite_stats(c, by, since))
 
     async def count_requests(self) -> int:
         row = await self._run(lambda c: c.execute("SELECT count(*) FROM requests").fetchone())

@@ -28,6 +28,7 @@ from sluice.store.base import Store, StoreUnavailable
 from sluice.store.journal import Journal, sync_and_close
 from sluice.store.records import RequestRecord
 from sluice.store.rows import RequestRow, request_to_row
+from sluice.telemetry.metrics import METRICS
 
 log = logging.getLogger("sluice.store")
 
@@ -68,6 +69,7 @@ class RecordWriter:
         self._spill_failed_at = float("-inf")
         self._spooled_rows = False  # the spool may hold rows to replay
         self._on_disk = 0  # rows this process spooled that are not replayed yet
+        self._store_down = False
         self.written = 0
         self.spooled = 0
         self.replayed = 0
@@ -121,6 +123,7 @@ class RecordWriter:
             return
         # Not on disk: back to the front of the buffer, in order; retried after a pause.
         self._give_back(rows, segs)
+        METRICS.store_error("spool")
         self._spill_failed_at = asyncio.get_running_loop().time()
         log.error("request log: cannot write the spool (%s); %d records held in memory", exc, len(self._buf))
 
@@ -177,9 +180,17 @@ class RecordWriter:
                 if self._spooled_rows and self._spill is None and not self._closing:
                     await self._replay()
                 backoff = self._interval
+                if self._store_down:
+                    self._store_down = False
+                    log.warning("request log: the store is reachable again; %d records written", self.written)
             except StoreUnavailable as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
-                log.warning("request log: store unavailable, %d records buffered (%s)", len(self._buf), exc)
+                METRICS.store_error("write")
+                if not self._store_down:  # once per outage, not once per retry
+                    self._store_down = True
+                    log.warning(
+                        "request log: store unavailable, %d records buffered (%s)", len(self._buf), exc
+                    )
             except Exception:  # a rejected batch, the spool file (permissions, a broken disk): never stop
                 log.exception("request log: write or replay failed; the records are kept (buffer or spool)")
                 self._spooled_rows = False
