@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 
+from sluice.cache.store import open_store
 from sluice.config.model import Config, ProviderConfig
 from sluice.errors import ServiceUnavailable
 from sluice.limits import Limiter, LogAlerts, WebhookAlerts, open_state
@@ -20,13 +21,15 @@ from sluice.limits.model import LevelLimits
 from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache, make_authorize_middleware
+from sluice.pipeline.cache import ResponseCache
 from sluice.pipeline.core import compose
 from sluice.pipeline.quotas import Quotas
-from sluice.pricing import PriceBook
+from sluice.pricing import PriceBook, cost
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
+from sluice.schema.chat import Usage
 from sluice.schema.context import RequestContext, Result
-from sluice.server import admin_routes, anthropic_routes, openai_routes
+from sluice.server import admin_routes, anthropic_routes, cache_routes, openai_routes
 from sluice.server.dispatch import Dispatcher
 from sluice.server.services import Services
 from sluice.store.base import StoreUnavailable, create_store
@@ -49,7 +52,7 @@ def validate(config: Config) -> None:
 
 
 def dispatcher() -> Dispatcher:
-    return Dispatcher(openai_routes.routes, anthropic_routes.routes, admin_routes.routes)
+    return Dispatcher(openai_routes.routes, anthropic_routes.routes, admin_routes.routes, cache_routes.routes)
 
 
 def _spool_path(config: Config) -> Path:
@@ -116,6 +119,16 @@ async def running(config: Config) -> AsyncIterator[Services]:
         hooks=RouterHooks(shadow_sink=accounting.finish),  # shadow calls get records of their own
     )  # fmt: skip
 
+    provider_types = {n: a.type for n, a in adapters.items()}
+
+    def answer_cost(model: str | None, provider: str | None, usage: Usage | None) -> float | None:
+        price = prices.lookup(model, provider_types.get(provider)) if model and provider else None
+        return float(cost(usage, price)) if price is not None and usage is not None else None
+
+    cache = ResponseCache(
+        config.cache, config.routes, open_store(config.cache, config.state.url), answer_cost
+    )
+
     async def terminal(ctx: RequestContext) -> Result:
         return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))
 
@@ -125,12 +138,14 @@ async def running(config: Config) -> AsyncIterator[Services]:
             make_authorize_middleware(frozenset(config.models)),
             router.select,  # routes: (sets ctx.route, so the route's rate limit applies below)
             quotas,  # rate limits and budgets: reserve before, settle after
+            cache,  # response cache: a hit answers here (quotas settle it at 0 tokens, $0)
         ],
         terminal,
     )
     svc = Services(
         config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=router,
         accounting=accounting, pipeline=pipeline, limiter=limiter, tokens=counter, started_at=int(time.time()),
+        cache=cache,
     )  # fmt: skip
     try:
         yield svc
@@ -139,6 +154,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
         await keys.stop()
         await router.aclose(timeout_s=config.server.shutdown_grace_s)  # shadow calls in flight
         await writer.close(timeout_s=config.server.shutdown_grace_s)
+        await cache.close()
         await limiter.close()
         if isinstance(alerts, WebhookAlerts):
             await alerts.close()

@@ -254,10 +254,12 @@ def spend(config_path: str | None, group_by: str, since: str | None, as_json: bo
     rows = _with_store(config, lambda s: s.spend(group_by, since_ts))  # type: ignore[arg-type]
     out = [
         {group_by: r.group, "requests": r.requests, "errors": r.errors, "prompt_tokens": r.prompt_tokens,
-         "completion_tokens": r.completion_tokens, "cost_usd": round(r.cost_usd, 8)}
+         "completion_tokens": r.completion_tokens, "cost_usd": round(r.cost_usd, 8),
+         "saved_usd": round(r.saved_usd, 8)}
         for r in rows
     ]  # fmt: skip
-    _emit(out, as_json, [group_by, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd"])
+    columns = [group_by, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "saved_usd"]
+    _emit(out, as_json, columns)
     if not as_json and since_ts:
         click.echo(f"(since {datetime.fromtimestamp(since_ts, UTC).isoformat(timespec='seconds')})", err=True)
 
@@ -312,6 +314,11 @@ def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> 
     rows = report(_with_store(config, lambda s: s.shadow_rows(since_ts)))
     _emit(rows, as_json, ["route", "primary_model", "shadow_model", "calls", "shadow_errors", "similarity",
                           "primary_latency_ms", "shadow_latency_ms", "primary_cost_usd", "shadow_cost_usd"])  # fmt: skip
+
+
+from sluice.cli_cache import cache  # noqa: E402 - its own module; it uses the helpers above
+
+main.add_command(cache)
 
 
 if __name__ == "__main__":  # pragma: no cover

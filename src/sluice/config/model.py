@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from sluice.config.cache import CacheConfig
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
 from sluice.config.routing import RouteConfig, RoutingConfig, Strategy
 from sluice.config.secret import Secret
@@ -126,3 +127,4 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+    cache: CacheConfig = msgspec.field(default_factory=CacheConfig)

@@ -118,8 +118,8 @@ class Accounting:
         return _sum_usage([a.usage for a in billed if a.usage is not None]), total
 
     def _record(self, ctx: RequestContext, now: float) -> RequestRecord:
-        billed_usage, cost_usd = self._bill(ctx)
-        usage = billed_usage or Usage()
+        billed_usage, cost_usd = self._bill(ctx) if ctx.cache is None else (None, 0.0)
+        usage = billed_usage or Usage()  # a cache hit used no tokens and cost nothing
         principal = ctx.principal
         err = ctx.error
         return RequestRecord(
@@ -153,6 +153,8 @@ class Accounting:
             route_reason=ctx.route_reason,
             shadow_of=ctx.shadow_of,
             comparison=ctx.comparison,
+            cache=ctx.cache,
+            saved_usd=ctx.saved_usd,
         )
 
 

@@ -37,7 +37,7 @@ def explain(config: Config, facts: Facts) -> dict[str, Any]:
         }
     else:
         out["plans"] = {"": _plan(config, table.plan(name, model))}
-    out.update(_route_extras(route_cfg))
+    out.update(_route_extras(route_cfg, config))
     return out
 
 
@@ -62,16 +62,25 @@ def _plan(config: Config, plan: Plan) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _route_extras(route: RouteConfig | None) -> dict[str, Any]:
+def _route_extras(route: RouteConfig | None, config: Config) -> dict[str, Any]:
     if route is None:
         return {"rate_limit": None, "cache": None, "guardrails": [], "shadow": None}
     rl = route.rate_limit
     return {
         "rate_limit": {"rpm": rl.rpm, "tpm": rl.tpm, "concurrent": rl.concurrent} if rl is not None else None,
-        "cache": {"ttl_s": route.cache.ttl_s} if route.cache is not None else None,
+        "cache": _cache_view(route, config),
         "guardrails": list(route.guardrails),
         "shadow": {"model": route.shadow.model, "percent": route.shadow.percent} if route.shadow else None,
     }
+
+
+def _cache_view(route: RouteConfig, config: Config) -> dict[str, Any] | None:
+    c = route.cache
+    if c is None:
+        return None
+    ttl = c.ttl_s if c.ttl_s is not None else config.cache.ttl_s
+    return {"ttl_s": ttl, "version": c.version, "scope": config.cache.semantic.scope,
+            "backend": config.cache.backend}  # fmt: skip
 
 
 def explain_text(result: dict[str, Any]) -> str:

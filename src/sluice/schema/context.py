@@ -110,6 +110,12 @@ class RequestContext:
     comparison: str | None = None
     #: Extra headers for the caller's response (x-ratelimit-*, ...), set by middlewares.
     response_headers: dict[str, str] = field(default_factory=dict)
+    #: The caller's cache directives (``Cache-Control``, ``x-sluice-cache-threshold``), raw.
+    cache_control: str | None = None
+    cache_threshold: str | None = None
+    #: Set by the cache on a hit ("exact" | "semantic"), with what the answer would have cost.
+    cache: str | None = None
+    saved_usd: float | None = None
 
     @property
     def stream(self) -> bool:

@@ -163,7 +163,8 @@ async def spend(request: Request) -> Response:
         return error_response(exc, None)
     data = [
         {"group": r.group, "requests": r.requests, "errors": r.errors, "prompt_tokens": r.prompt_tokens,
-         "completion_tokens": r.completion_tokens, "cost_usd": round(r.cost_usd, 8)}
+         "completion_tokens": r.completion_tokens, "cost_usd": round(r.cost_usd, 8),
+         "saved_usd": round(r.saved_usd, 8)}
         for r in rows
     ]  # fmt: skip
     return _json({"group_by": group_by, "since": since, "data": data})

@@ -25,8 +25,10 @@ _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-contr
 
 def new_context(request: Request, endpoint: Endpoint, dialect: Dialect = "openai") -> RequestContext:
     return RequestContext(
-        request_id=new_request_id(), dialect=dialect, endpoint=endpoint, presented_key=presented_key(request)
-    )
+        request_id=new_request_id(), dialect=dialect, endpoint=endpoint, presented_key=presented_key(request),
+        cache_control=request.headers.get("cache-control"),
+        cache_threshold=request.headers.get("x-sluice-cache-threshold"),
+    )  # fmt: skip
 
 
 def identify(request: Request, ctx: RequestContext, chat: ChatRequest) -> None:

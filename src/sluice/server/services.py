@@ -9,6 +9,7 @@ from sluice.limits import Limiter
 from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache
+from sluice.pipeline.cache import ResponseCache
 from sluice.routing.router import Router
 from sluice.schema.context import CallNext
 from sluice.store.base import Store
@@ -29,4 +30,5 @@ class Services:
     limiter: Limiter
     tokens: TokenCounter
     started_at: int = 0
+    cache: ResponseCache | None = None
     draining: bool = field(default=False)

@@ -12,7 +12,14 @@ from typing import Any
 from sluice.store.base import StoreUnavailable
 from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row
-from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS, ddl
+from sluice.store.schema_sql import (
+    GROUP_COLUMNS,
+    KEY_COLUMNS,
+    REQUEST_COLUMNS,
+    SHADOW_COLUMNS,
+    added_request_columns,
+    ddl,
+)  # fmt: skip
 
 _TIMEOUT_S = 5.0
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
@@ -43,6 +50,8 @@ class PostgresStore:
             async with self._pool.acquire() as conn:
                 for stmt in ddl("DOUBLE PRECISION", "BIGINT"):
                     await conn.execute(stmt)
+                for name, typ in added_request_columns("DOUBLE PRECISION"):
+                    await conn.execute(f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {name} {typ}")
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise StoreUnavailable(f"cannot open PostgreSQL store: {type(exc).__name__}: {exc}") from exc
 
@@ -95,11 +104,13 @@ class PostgresStore:
         )
         sql = (
             f"SELECT {col} AS g, count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
-            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0) "
-            "FROM requests WHERE ts >= $1 GROUP BY g ORDER BY g"
+            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0), "
+            "coalesce(sum(saved_usd), 0) FROM requests WHERE ts >= $1 GROUP BY g ORDER BY g"
         )
         rows = await self._call("fetch", sql, since or 0.0)
-        return [SpendRow(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5])) for r in rows]
+        return [
+            SpendRow(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5]), float(r[6])) for r in rows
+        ]
 
     async def count_requests(self) -> int:
         return int(await self._call("fetchval", "SELECT count(*) FROM requests"))

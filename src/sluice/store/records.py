@@ -69,6 +69,9 @@ class RequestRecord:
     #: Shadow calls: the mirrored request's id, and the comparison of the two answers (JSON).
     shadow_of: str | None = None
     comparison: str | None = None
+    #: Answered by the response cache: "exact" or "semantic" (cost 0); and what it would have cost.
+    cache: str | None = None
+    saved_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +95,5 @@ class SpendRow:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    #: What cache hits saved (their answers' cost when they were first produced).
+    saved_usd: float = 0.0

@@ -38,5 +38,5 @@ def request_to_row(r: RequestRecord) -> RequestRow:
         r.requested_model, r.served_model, r.provider, r.route, int(r.stream), r.status, r.error_source, r.error_kind,
         r.error_message, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cache_write_tokens,
         r.reasoning_tokens, r.cost_usd, r.latency_ms, r.ttft_ms, r.attempts, r.attempts_detail, r.note,
-        r.route_reason, r.shadow_of, r.comparison,
+        r.route_reason, r.shadow_of, r.comparison, r.cache, r.saved_usd,
     )  # fmt: skip

@@ -9,7 +9,7 @@ REQUEST_COLUMNS: Final = (
     "provider", "route", "stream", "status", "error_source", "error_kind", "error_message",
     "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_detail", "note", "route_reason",
-    "shadow_of", "comparison",
+    "shadow_of", "comparison", "cache", "saved_usd",
 )  # fmt: skip
 
 SHADOW_COLUMNS: Final = ("id", "ts", "route", "shadow_of", "status", "cost_usd", "comparison")
@@ -35,11 +35,17 @@ def ddl(real: str, bigint: str) -> list[str]:
             cached_tokens {bigint} NOT NULL, cache_write_tokens {bigint} NOT NULL,
             reasoning_tokens {bigint} NOT NULL, cost_usd {real}, latency_ms {real} NOT NULL,
             ttft_ms {real}, attempts INTEGER NOT NULL, attempts_detail TEXT, note TEXT,
-            route_reason TEXT, shadow_of TEXT, comparison TEXT)""",
+            route_reason TEXT, shadow_of TEXT, comparison TEXT, cache TEXT, saved_usd {real})""",
         "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
         "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team, ts)",
         "CREATE INDEX IF NOT EXISTS requests_key_ts ON requests (key_id, ts)",
     ]
+
+
+def added_request_columns(real: str) -> list[tuple[str, str]]:
+    """Columns added after the first release, as (name, type): added to an existing ``requests``
+    table when the store opens. Append only."""
+    return [("cache", "TEXT"), ("saved_usd", real)]
 
 
 #: SQL expression for each spend grouping; ``day`` is filled in per dialect.

@@ -17,7 +17,14 @@ from typing import TypeVar
 from sluice.store.base import StoreUnavailable
 from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row
-from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS, ddl
+from sluice.store.schema_sql import (
+    GROUP_COLUMNS,
+    KEY_COLUMNS,
+    REQUEST_COLUMNS,
+    SHADOW_COLUMNS,
+    added_request_columns,
+    ddl,
+)  # fmt: skip
 
 T = TypeVar("T")
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
@@ -86,6 +93,10 @@ class SQLiteStore:
             conn.execute("PRAGMA busy_timeout=5000")
             for stmt in ddl("REAL", "INTEGER"):
                 conn.execute(stmt)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+            for name, typ in added_request_columns("REAL"):
+                if name not in have:
+                    conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {typ}")
             self._conn = conn
 
         try:
@@ -145,11 +156,11 @@ class SQLiteStore:
         col = "strftime('%Y-%m-%d', ts, 'unixepoch')" if group_by == "day" else GROUP_COLUMNS[group_by]
         sql = (
             f"SELECT {col} AS g, count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
-            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0) "
-            "FROM requests WHERE ts >= ? GROUP BY g ORDER BY g"
+            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0), "
+            "coalesce(sum(saved_usd), 0) FROM requests WHERE ts >= ? GROUP BY g ORDER BY g"
         )
         rows = await self._run(lambda c: c.execute(sql, (since or 0.0,)).fetchall())
-        return [SpendRow(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in rows]
+        return [SpendRow(r[0], r[1], r[2], r[3], r[4], float(r[5]), float(r[6])) for r in rows]
 
     async def count_requests(self) -> int:
         row = await self._run(lambda c: c.execute("SELECT count(*) FROM requests").fetchone())
