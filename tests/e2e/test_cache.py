@@ -347,3 +347,20 @@ def test_cli_and_admin_stats_and_clear(gw: Gateway, oai: openai.OpenAI) -> None:
         headers={"authorization": f"Bearer {ADMIN_KEY}"},
     )
     assert r.status_code == 200 and r.json()["route"] == "cached"
+
+
+def test_a_hit_counts_against_rpm_but_not_tpm(gw: Gateway) -> None:
+    key = gw.create_key("eng", "--rpm", "4", "--tpm", "1000")
+    client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=key, max_retries=0)
+    prompt, seen = _unique("metered"), []
+    for _ in range(4):
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=_msgs(prompt), max_tokens=10
+        )
+        seen.append((raw.headers["x-sluice-cache"], raw.headers["x-ratelimit-remaining-requests"],
+                     int(raw.headers["x-ratelimit-remaining-tokens"])))  # fmt: skip
+    assert [s[0] for s in seen] == ["miss", "hit", "hit", "hit"]
+    assert [s[1] for s in seen] == ["3", "2", "1", "0"], "every hit is a request"
+    assert seen[1][2] == seen[2][2] == seen[3][2] < seen[0][2], "only the miss used tokens"
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=_msgs(prompt), max_tokens=10)
