@@ -12,7 +12,6 @@ from pathlib import Path
 
 import msgspec
 
-from sluice.cache.store import open_store
 from sluice.config.model import Config, ProviderConfig
 from sluice.errors import ServiceUnavailable
 from sluice.limits import Limiter, LogAlerts, WebhookAlerts, open_state
@@ -21,7 +20,7 @@ from sluice.limits.model import LevelLimits
 from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache, make_authorize_middleware
-from sluice.pipeline.cache import ResponseCache
+from sluice.pipeline.cache import check_embedder, open_cache
 from sluice.pipeline.core import compose
 from sluice.pipeline.quotas import Quotas
 from sluice.pricing import PriceBook, cost
@@ -49,6 +48,7 @@ def validate(config: Config) -> None:
     """Checks that need the provider registry (``sluice check-config`` runs these too)."""
     for name, provider in config.providers.items():
         create_adapter(name, provider)
+    check_embedder(config.cache, config.routes)
 
 
 def dispatcher() -> Dispatcher:
@@ -125,9 +125,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
         price = prices.lookup(model, provider_types.get(provider)) if model and provider else None
         return float(cost(usage, price)) if price is not None and usage is not None else None
 
-    cache = ResponseCache(
-        config.cache, config.routes, open_store(config.cache, config.state.url), answer_cost
-    )
+    cache = await open_cache(config.cache, config.routes, config.state.url, answer_cost)
 
     async def terminal(ctx: RequestContext) -> Result:
         return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))

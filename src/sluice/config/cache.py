@@ -70,9 +70,12 @@ class RouteCacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     version: NonNegativeInt = 0
 
 
-SEMANTIC_UNAVAILABLE = (
-    "the semantic cache is not available in this build of sluice (only the exact cache is): "
-    "remove it or set it to false"
+EMBEDDER_MODEL_UNAVAILABLE = (
+    "'embedder: {model: NAME}' is not available in this build of sluice: use 'embedder: local'"
+)
+SEMANTIC_ON_REDIS_UNAVAILABLE = (
+    "the semantic cache runs on backend: memory only in this build of sluice (the exact cache runs on "
+    "both): set cache.backend to memory, or cache.semantic.enabled to false"
 )
 
 
@@ -84,20 +87,26 @@ def check_cache(
         raise ConfigError(
             f"{origin}: backend redis needs cache.url or state.url set to redis://... - at `$.cache.backend`"
         )
-    _check_threshold(cache.semantic.threshold, "$.cache.semantic.threshold", origin)
-    if cache.semantic.enabled:
-        raise ConfigError(f"{origin}: {SEMANTIC_UNAVAILABLE} - at `$.cache.semantic.enabled`")
-    if isinstance(cache.semantic.embedder, EmbedderModelConfig):
-        raise ConfigError(f"{origin}: {SEMANTIC_UNAVAILABLE} - at `$.cache.semantic.embedder`")
+    sem = cache.semantic
+    _check_threshold(sem.threshold, "$.cache.semantic.threshold", origin)
+    if sem.enabled and isinstance(sem.embedder, EmbedderModelConfig):
+        raise ConfigError(f"{origin}: {EMBEDDER_MODEL_UNAVAILABLE} - at `$.cache.semantic.embedder`")
+    if sem.enabled and cache.backend == "redis":
+        raise ConfigError(f"{origin}: {SEMANTIC_ON_REDIS_UNAVAILABLE} - at `$.cache.semantic.enabled`")
     for i, route in enumerate(routes):
         if route is None:
             continue
         path = f"$.routes[{i}].cache"
         if route.threshold is not None:
             _check_threshold(route.threshold, f"{path}.threshold", origin)
-            raise ConfigError(f"{origin}: {SEMANTIC_UNAVAILABLE} - at `{path}.threshold`")
-        if route.semantic:
-            raise ConfigError(f"{origin}: {SEMANTIC_UNAVAILABLE} - at `{path}.semantic`")
+            if not route.semantic:
+                raise ConfigError(
+                    f"{origin}: a threshold needs 'semantic: true' on the route - at `{path}.threshold`"
+                )
+        if route.semantic and not sem.enabled:
+            raise ConfigError(
+                f"{origin}: 'semantic: true' needs cache.semantic.enabled: true - at `{path}.semantic`"
+            )
     if cache.max_entry_bytes > cache.max_bytes:
         raise ConfigError(f"{origin}: must not exceed cache.max_bytes - at `$.cache.max_entry_bytes`")
 

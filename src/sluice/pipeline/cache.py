@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.cache.controls import parse_controls
 from sluice.cache.entry import (
@@ -31,12 +31,17 @@ from sluice.cache.entry import (
 )
 from sluice.cache.keys import KeyParts, chat_body, derive, embedding_body, namespace, partition
 from sluice.cache.replay import StreamAssembler, replay
-from sluice.cache.store import CacheStore
-from sluice.config.cache import CacheConfig
+from sluice.cache.semantic import Probe, SemanticCache, probe, servable
+from sluice.cache.store import CacheStore, open_store
+from sluice.config.cache import CacheConfig, RouteCacheConfig
 from sluice.config.routing import RouteConfig
+from sluice.errors import ConfigError
 from sluice.schema.chat import ChatChunk, ChatResponse, Usage
 from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
+
+if TYPE_CHECKING:  # NumPy is needed only by the semantic cache (the 'semantic' extra)
+    from sluice.cache.embedders import Vector
 
 log = logging.getLogger("sluice.cache")
 
@@ -49,6 +54,16 @@ HEADER = "x-sluice-cache"
 class RoutePolicy:
     ttl_s: float
     version: int
+    #: The route's semantic threshold (None = no semantic lookups on this route).
+    threshold: float | None = None
+
+
+@dataclass(slots=True)
+class _Sem:
+    """A request's semantic side: its probe, and its vector once embedded."""
+
+    probe: Probe
+    vector: Vector | None = None
 
 
 @dataclass(slots=True)
@@ -57,6 +72,7 @@ class Counters:
     misses: int = 0
     bypass: int = 0
     writes: int = 0
+    semantic_hits: int = 0
 
 
 class ResponseCache:
@@ -67,19 +83,24 @@ class ResponseCache:
         store: CacheStore,
         answer_cost: AnswerCost,
         clock: Callable[[], float] = time.time,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.semantic = semantic
         self._cost = answer_cost
         self._clock = clock
-        self._routes = {
-            r.name: RoutePolicy(r.cache.ttl_s if r.cache.ttl_s is not None else config.ttl_s, r.cache.version)
-            for r in routes
-            if r.cache is not None
-        }
+        self._routes = {r.name: self._route_policy(r.cache) for r in routes if r.cache is not None}
         self._scope = config.semantic.scope
         self.counters: dict[tuple[str, str], Counters] = {}
         self._writes: set[asyncio.Task[None]] = set()
+
+    def _route_policy(self, c: RouteCacheConfig) -> RoutePolicy:
+        ttl = c.ttl_s if c.ttl_s is not None else self.config.ttl_s
+        threshold = None
+        if c.semantic and self.config.semantic.enabled and self.semantic is not None:
+            threshold = c.threshold if c.threshold is not None else self.config.semantic.threshold
+        return RoutePolicy(ttl, c.version, threshold)
 
     def policy(self, route: str | None) -> RoutePolicy | None:
         return self._routes.get(route) if route is not None else None
@@ -93,15 +114,20 @@ class ResponseCache:
         if controls.warning is not None:
             ctx.response_headers["x-sluice-cache-warning"] = controls.warning
         counters = self._counters(ctx.route, principal.team)
-        key = self._key(ctx, policy) if policy.ttl_s > 0 and controls.write else None
-        if key is None:
+        keyed = self._key(ctx, policy) if policy.ttl_s > 0 and controls.write else None
+        if keyed is None:
             ctx.response_headers[HEADER] = "bypass"
             counters.bypass += 1
             return await call_next(ctx)
+        key, sem = keyed
         if controls.read:
             hit = await self._lookup(ctx, key)
+            if hit is None and sem is not None:
+                assert policy.threshold is not None
+                hit = await self._semantic_lookup(ctx, sem, max(policy.threshold, controls.threshold or 0.0))
             if hit is not None:
                 counters.hits += 1
+                counters.semantic_hits += ctx.cache == "semantic"
                 return hit
             ctx.response_headers[HEADER] = "miss"
             counters.misses += 1
@@ -109,7 +135,7 @@ class ResponseCache:
             ctx.response_headers[HEADER] = "bypass"
             counters.bypass += 1
         result = await call_next(ctx)
-        return self._keep(ctx, key, policy.ttl_s, result, counters)
+        return self._keep(ctx, key, policy.ttl_s, result, counters, sem)
 
     def _counters(self, route: str, team: str) -> Counters:
         c = self.counters.get((route, team))
@@ -117,7 +143,7 @@ class ResponseCache:
             c = self.counters[(route, team)] = Counters()
         return c
 
-    def _key(self, ctx: RequestContext, policy: RoutePolicy) -> str | None:
+    def _key(self, ctx: RequestContext, policy: RoutePolicy) -> tuple[str, _Sem | None] | None:
         assert ctx.principal is not None and ctx.route is not None
         if ctx.chat is not None:
             if ctx.chat.logprobs:
@@ -132,11 +158,15 @@ class ResponseCache:
             part=partition(self._scope, ctx.principal), version=self.config.version,
             route_version=policy.version,
         )  # fmt: skip
-        return derive(parts, body)
+        sem = None
+        if policy.threshold is not None and ctx.chat is not None:
+            found = probe(parts, ctx.chat)
+            sem = _Sem(found) if found is not None else None
+        return derive(parts, body), sem
 
     # ------------------------------------------------------------------ reading
 
-    async def _lookup(self, ctx: RequestContext, key: str) -> Result | None:
+    async def _lookup(self, ctx: RequestContext, key: str, similarity: float | None = None) -> Result | None:
         data = await self.store.get(key)
         entry = decode_entry(data) if data is not None else None
         if entry is None or entry.expires_at <= self._clock():
@@ -144,39 +174,64 @@ class ResponseCache:
         want: Kind = "chat" if ctx.chat is not None else "embeddings"
         if entry.kind != want:
             return None
-        ctx.cache, ctx.saved_usd = "exact", entry.cost_usd
-        ctx.served_model, ctx.provider = entry.served_model, entry.provider
-        ctx.response_headers[HEADER] = "hit"
-        ctx.response_headers["age"] = str(max(0, int(self._clock() - entry.stored_at)))
         if want == "embeddings":
+            self._hit(ctx, entry, None)
             return embedding_answer(entry)
         answer = chat_answer(entry)
+        if similarity is not None and not servable(answer):
+            return None
+        self._hit(ctx, entry, similarity)
         ctx.usage = answer.usage
         if ctx.chat is not None and ctx.chat.stream:
             return ChunkStream(replay(answer))
         return answer
 
+    def _hit(self, ctx: RequestContext, entry: CacheEntry, similarity: float | None) -> None:
+        ctx.cache, ctx.saved_usd = ("exact" if similarity is None else "semantic"), entry.cost_usd
+        ctx.served_model, ctx.provider = entry.served_model, entry.provider
+        ctx.response_headers[HEADER] = "hit" if similarity is None else "semantic-hit"
+        if similarity is not None:
+            ctx.response_headers["x-sluice-cache-similarity"] = f"{similarity:.4f}"
+        ctx.response_headers["age"] = str(max(0, int(self._clock() - entry.stored_at)))
+
+    async def _semantic_lookup(self, ctx: RequestContext, sem: _Sem, threshold: float) -> Result | None:
+        assert self.semantic is not None
+        sem.vector = await self.semantic.vector(sem.probe.text)
+        if sem.vector is None:
+            return None
+        found = await asyncio.to_thread(
+            self.semantic.nearest, sem.probe, sem.vector, threshold, self._clock()
+        )
+        if found is None:
+            return None
+        key, similarity = found
+        hit = await self._lookup(ctx, key, similarity)
+        if hit is None:
+            self.semantic.forget(sem.probe, key)  # its entry expired or was evicted
+        return hit
+
     # ------------------------------------------------------------------ writing
 
     def _keep(
-        self, ctx: RequestContext, key: str, ttl_s: float, result: Result, counters: Counters
-    ) -> Result:
-        if isinstance(result, ChunkStream):
-            result.chunks = self._tee(ctx, key, ttl_s, result.chunks, counters)
-            return result
-        if isinstance(result, ChatResponse) and not storable(result):
-            return result
-        usage = result.usage if isinstance(result, ChatResponse) else _embedding_usage(result)
-        self._write(ctx, key, ttl_s, result, usage, counters)
-        return result
-
-    async def _tee(
         self,
         ctx: RequestContext,
         key: str,
         ttl_s: float,
-        chunks: AsyncIterator[ChatChunk],
+        result: Result,
         counters: Counters,
+        sem: _Sem | None,
+    ) -> Result:
+        if isinstance(result, ChunkStream):
+            result.chunks = self._tee(ctx, _Write(key, ttl_s, counters, sem), result.chunks)
+            return result
+        if isinstance(result, ChatResponse) and not storable(result):
+            return result
+        usage = result.usage if isinstance(result, ChatResponse) else _embedding_usage(result)
+        self._write(ctx, _Write(key, ttl_s, counters, sem), result, usage)
+        return result
+
+    async def _tee(
+        self, ctx: RequestContext, w: _Write, chunks: AsyncIterator[ChatChunk]
     ) -> AsyncIterator[ChatChunk]:
         """Relay the stream; keep it only if it reached its end with a terminal finish reason.
         An error, a cut or a stop by the quotas ends this generator early: nothing is kept."""
@@ -191,23 +246,31 @@ class ResponseCache:
                 await closer()
         answer = assembler.answer()
         if answer is not None and ctx.error is None and storable(answer):
-            self._write(ctx, key, ttl_s, answer, answer.usage, counters)
+            self._write(ctx, w, answer, answer.usage)
 
     def _write(
-        self, ctx: RequestContext, key: str, ttl_s: float, answer: ChatResponse | EmbeddingResponse,
-        usage: Usage | None, counters: Counters,
-    ) -> None:  # fmt: skip
+        self, ctx: RequestContext, w: _Write, answer: ChatResponse | EmbeddingResponse, usage: Usage | None
+    ) -> None:
         now = self._clock()
         entry = CacheEntry(
             kind="chat" if isinstance(answer, ChatResponse) else "embeddings", body=encode_answer(answer),
-            stored_at=now, expires_at=now + ttl_s, cost_usd=self._cost(ctx.served_model, ctx.provider, usage),
+            stored_at=now, expires_at=now + w.ttl_s, cost_usd=self._cost(ctx.served_model, ctx.provider, usage),
             served_model=ctx.served_model, provider=ctx.provider,
         )  # fmt: skip
         data = encode_entry(entry)
         if len(data) > self.config.max_entry_bytes:
             return
-        counters.writes += 1
-        self._spawn(self.store.put(key, data, ttl_s))
+        w.counters.writes += 1
+        sem = w.sem if isinstance(answer, ChatResponse) and servable(answer) else None
+        self._spawn(self._put(w.key, data, w.ttl_s, entry.expires_at, sem))
+
+    async def _put(self, key: str, data: bytes, ttl_s: float, expires_at: float, sem: _Sem | None) -> None:
+        await self.store.put(key, data, ttl_s)
+        if sem is None or self.semantic is None:
+            return
+        vec = sem.vector if sem.vector is not None else await self.semantic.vector(sem.probe.text)
+        if vec is not None:
+            self.semantic.learn(sem.probe, vec, key, expires_at)
 
     def _spawn(self, write: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(write)
@@ -226,24 +289,70 @@ class ResponseCache:
                 total.misses += c.misses
                 total.bypass += c.bypass
                 total.writes += c.writes
+                total.semantic_hits += c.semantic_hits
         looked = total.hits + total.misses
         return {
             "backend": self.store.name, "route": route, "team": team, "entries": held.entries,
             "bytes": held.bytes, "max_bytes": self.config.max_bytes, "hits": total.hits,
             "misses": total.misses, "bypass": total.bypass, "writes": total.writes,
+            "semantic_hits": total.semantic_hits,
+            "semantic_vectors": self.semantic.index.size if self.semantic is not None else None,
             "hit_rate": round(total.hits / looked, 4) if looked else None,
         }  # fmt: skip
 
     async def clear(self, route: str | None = None, team: str | None = None) -> int:
         r, t = namespace(route, team)
-        return await self.store.clear(r, t)
+        cleared = await self.store.clear(r, t)
+        if self.semantic is not None and route is None and team is None:
+            self.semantic.index.clear()  # otherwise its vectors lead to missing entries: dropped as met
+        return cleared
 
     async def close(self) -> None:
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         await self.store.close()
+        if self.semantic is not None:
+            self.semantic.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    key: str
+    ttl_s: float
+    counters: Counters
+    sem: _Sem | None
 
 
 def _embedding_usage(resp: EmbeddingResponse) -> Usage:
     u = resp.usage
     return Usage(prompt_tokens=u.prompt_tokens, total_tokens=u.total_tokens or u.prompt_tokens)
+
+
+def _semantic_routes(config: CacheConfig, routes: Sequence[RouteConfig]) -> bool:
+    return config.semantic.enabled and any(r.cache is not None and r.cache.semantic for r in routes)
+
+
+def check_embedder(config: CacheConfig, routes: Sequence[RouteConfig]) -> None:
+    """At start and in check-config: the local embedder's package must be installed."""
+    if not _semantic_routes(config, routes):
+        return
+    try:
+        from sluice.cache.embedders import local_model_dir
+
+        local_model_dir()
+    except ImportError as exc:
+        raise ConfigError(f"{exc} - at `$.cache.semantic.embedder`") from None
+
+
+async def open_cache(
+    config: CacheConfig, routes: Sequence[RouteConfig], state_url: str, answer_cost: AnswerCost
+) -> ResponseCache:
+    """The cache the policy asks for; the local embedder's model is loaded here, off the loop."""
+    semantic = None
+    if _semantic_routes(config, routes):
+        from sluice.cache.embedders import LocalEmbedder
+
+        embedder = LocalEmbedder()
+        await embedder.load()
+        semantic = SemanticCache(embedder, max_vectors=max(1000, config.max_bytes // 4096))
+    return ResponseCache(config, routes, open_store(config, state_url), answer_cost, semantic=semantic)
