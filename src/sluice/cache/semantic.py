@@ -23,6 +23,7 @@ from sluice.schema.chat import ChatRequest, ChatResponse, Message, TextPart
 
 if TYPE_CHECKING:  # NumPy comes with the 'semantic' extra; the exact cache runs without it
     from sluice.cache.embedders import Embedder, Vector
+    from sluice.cache.redis_feed import RedisVectorFeed
 
 log = logging.getLogger("sluice.cache")
 _HOLE = "\x00last user turn\x00"
@@ -78,12 +79,15 @@ def servable(answer: ChatResponse) -> bool:
 
 
 class SemanticCache:
-    def __init__(self, embedder: Embedder, max_vectors: int) -> None:
+    def __init__(self, embedder: Embedder, max_vectors: int, feed: RedisVectorFeed | None = None) -> None:
         from sluice.cache.vectors import VectorIndex
 
         self.embedder = embedder
         self.index = VectorIndex(embedder.dimensions, max_vectors)
+        self.feed = feed
         self._failing = False
+        if feed is not None:
+            feed.start(self.index)
 
     async def vector(self, text: str) -> Vector | None:
         try:
@@ -102,13 +106,18 @@ class SemanticCache:
     def nearest(self, p: Probe, vec: Vector, threshold: float, now: float) -> tuple[str, float] | None:
         return self.index.nearest(p.bucket, vec, threshold, now)
 
-    def learn(self, p: Probe, vec: Vector, key: str, expires_at: float) -> None:
+    async def learn(self, p: Probe, vec: Vector, key: str, expires_at: float) -> None:
+        """Index the entry here, and (with Redis) on every other replica."""
         self.index.add(p.bucket, vec, key, expires_at)
+        if self.feed is not None:
+            await self.feed.publish(p.bucket, key, vec, expires_at)
 
     def forget(self, p: Probe, key: str) -> None:
         self.index.remove(p.bucket, key)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        if self.feed is not None:
+            await self.feed.close()
         close = getattr(self.embedder, "close", None)
         if close is not None:
             close()

@@ -73,10 +73,6 @@ class RouteCacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
 EMBEDDER_MODEL_UNAVAILABLE = (
     "'embedder: {model: NAME}' is not available in this build of sluice: use 'embedder: local'"
 )
-SEMANTIC_ON_REDIS_UNAVAILABLE = (
-    "the semantic cache runs on backend: memory only in this build of sluice (the exact cache runs on "
-    "both): set cache.backend to memory, or cache.semantic.enabled to false"
-)
 
 
 def check_cache(
@@ -91,8 +87,6 @@ def check_cache(
     _check_threshold(sem.threshold, "$.cache.semantic.threshold", origin)
     if sem.enabled and isinstance(sem.embedder, EmbedderModelConfig):
         raise ConfigError(f"{origin}: {EMBEDDER_MODEL_UNAVAILABLE} - at `$.cache.semantic.embedder`")
-    if sem.enabled and cache.backend == "redis":
-        raise ConfigError(f"{origin}: {SEMANTIC_ON_REDIS_UNAVAILABLE} - at `$.cache.semantic.enabled`")
     for i, route in enumerate(routes):
         if route is None:
             continue

@@ -270,7 +270,7 @@ class ResponseCache:
             return
         vec = sem.vector if sem.vector is not None else await self.semantic.vector(sem.probe.text)
         if vec is not None:
-            self.semantic.learn(sem.probe, vec, key, expires_at)
+            await self.semantic.learn(sem.probe, vec, key, expires_at)
 
     def _spawn(self, write: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(write)
@@ -312,7 +312,7 @@ class ResponseCache:
             await asyncio.gather(*self._writes, return_exceptions=True)
         await self.store.close()
         if self.semantic is not None:
-            self.semantic.close()
+            await self.semantic.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,5 +354,14 @@ async def open_cache(
 
         embedder = LocalEmbedder()
         await embedder.load()
-        semantic = SemanticCache(embedder, max_vectors=max(1000, config.max_bytes // 4096))
+        max_vectors = max(1000, config.max_bytes // 4096)
+        feed = None
+        if config.backend == "redis":
+            from sluice.cache.redis_feed import RedisVectorFeed
+
+            url = config.url or state_url
+            feed = RedisVectorFeed(
+                url, prefix=config.key_prefix, timeout_s=config.socket_timeout_s, max_len=max_vectors
+            )
+        semantic = SemanticCache(embedder, max_vectors=max_vectors, feed=feed)
     return ResponseCache(config, routes, open_store(config, state_url), answer_cost, semantic=semantic)
