@@ -78,9 +78,13 @@ def _cache_view(route: RouteConfig, config: Config) -> dict[str, Any] | None:
     c = route.cache
     if c is None:
         return None
-    ttl = c.ttl_s if c.ttl_s is not None else config.cache.ttl_s
-    return {"ttl_s": ttl, "version": c.version, "scope": config.cache.semantic.scope,
-            "backend": config.cache.backend}  # fmt: skip
+    sem = config.cache.semantic
+    semantic = c.semantic and sem.enabled
+    return {
+        "ttl_s": c.ttl_s if c.ttl_s is not None else config.cache.ttl_s, "version": c.version,
+        "semantic": semantic, "threshold": (c.threshold or sem.threshold) if semantic else None,
+        "scope": sem.scope, "backend": config.cache.backend,
+    }  # fmt: skip
 
 
 def explain_text(result: dict[str, Any]) -> str:
