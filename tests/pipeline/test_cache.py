@@ -241,7 +241,7 @@ def _text(result: Result) -> str:
 def test_entry_codec_round_trip() -> None:
     from sluice.cache.entry import CacheEntry, decode_entry, encode_entry
 
-    e = CacheEntry(kind="chat", body=b"{}", stored_at=1.0, expires_at=2.0, cost_usd=None)
+    e = CacheEntry(kind="chat", body=b"{}", stored_at=1.0, expires_at=2.0)
     assert decode_entry(encode_entry(e)) == e
     assert decode_entry(b"garbage") is None
     assert msgspec.msgpack.decode(encode_entry(e))[0] == "chat"

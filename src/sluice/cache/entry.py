@@ -23,8 +23,6 @@ class CacheEntry(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     body: bytes
     stored_at: float
     expires_at: float
-    #: What the answer cost when it was produced (None = unknown price): a hit's ``saved_usd``.
-    cost_usd: float | None = None
     served_model: str | None = None
     provider: str | None = None
 

@@ -92,6 +92,15 @@ def namespace(route: str | None, team: str | None) -> tuple[str | None, str | No
     return (_safe(route) if route is not None else None, _safe(team) if team is not None else None)
 
 
+_SAFE: dict[str, str] = {}
+
+
 def _safe(name: str) -> str:
-    # Route and team names come from the policy; '/' and glob characters would confuse prefixes.
-    return "".join(c if c.isalnum() or c in "-_." else f"%{ord(c):02x}" for c in name)
+    # Route and team names come from the policy (a bounded set, so memoised): '/' and glob
+    # characters would confuse the prefixes a store clears by.
+    out = _SAFE.get(name)
+    if out is None:
+        out = "".join(c if c.isalnum() or c in "-_." else f"%{ord(c):02x}" for c in name)
+        if len(_SAFE) < 100_000:
+            _SAFE[name] = out
+    return out

@@ -71,6 +71,10 @@ class MemoryStore:
         return item[0]
 
     async def put(self, key: str, data: bytes, ttl_s: float) -> None:
+        self.put_now(key, data, ttl_s)
+
+    def put_now(self, key: str, data: bytes, ttl_s: float) -> None:
+        """``put`` without a coroutine: the middleware writes in place, no task needed."""
         size = len(data) + len(key)
         if size > self.max_bytes or ttl_s <= 0:
             return

@@ -32,7 +32,7 @@ from sluice.cache.entry import (
 from sluice.cache.keys import KeyParts, chat_body, derive, embedding_body, namespace, partition
 from sluice.cache.replay import StreamAssembler, replay
 from sluice.cache.semantic import Probe, SemanticCache, probe, servable
-from sluice.cache.store import CacheStore, open_store
+from sluice.cache.store import CacheStore, MemoryStore, open_store
 from sluice.config.cache import CacheConfig, RouteCacheConfig
 from sluice.config.routing import RouteConfig
 from sluice.errors import ConfigError
@@ -175,19 +175,25 @@ class ResponseCache:
         if entry.kind != want:
             return None
         if want == "embeddings":
-            self._hit(ctx, entry, None)
-            return embedding_answer(entry)
+            emb = embedding_answer(entry)
+            self._hit(ctx, entry, None, _embedding_usage(emb))
+            return emb
         answer = chat_answer(entry)
         if similarity is not None and not servable(answer):
             return None
-        self._hit(ctx, entry, similarity)
+        self._hit(ctx, entry, similarity, answer.usage)
         ctx.usage = answer.usage
         if ctx.chat is not None and ctx.chat.stream:
             return ChunkStream(replay(answer))
         return answer
 
-    def _hit(self, ctx: RequestContext, entry: CacheEntry, similarity: float | None) -> None:
-        ctx.cache, ctx.saved_usd = ("exact" if similarity is None else "semantic"), entry.cost_usd
+    def _hit(
+        self, ctx: RequestContext, entry: CacheEntry, similarity: float | None, usage: Usage | None
+    ) -> None:
+        # What the answer would have cost: its usage at the served model's price (priced here, on
+        # the hit, so a miss does not pay for it).
+        ctx.saved_usd = self._cost(entry.served_model, entry.provider, usage)
+        ctx.cache = "exact" if similarity is None else "semantic"
         ctx.served_model, ctx.provider = entry.served_model, entry.provider
         ctx.response_headers[HEADER] = "hit" if similarity is None else "semantic-hit"
         if similarity is not None:
@@ -226,8 +232,7 @@ class ResponseCache:
             return result
         if isinstance(result, ChatResponse) and not storable(result):
             return result
-        usage = result.usage if isinstance(result, ChatResponse) else _embedding_usage(result)
-        self._write(ctx, _Write(key, ttl_s, counters, sem), result, usage)
+        self._write(ctx, _Write(key, ttl_s, counters, sem), result)
         return result
 
     async def _tee(
@@ -246,23 +251,23 @@ class ResponseCache:
                 await closer()
         answer = assembler.answer()
         if answer is not None and ctx.error is None and storable(answer):
-            self._write(ctx, w, answer, answer.usage)
+            self._write(ctx, w, answer)
 
-    def _write(
-        self, ctx: RequestContext, w: _Write, answer: ChatResponse | EmbeddingResponse, usage: Usage | None
-    ) -> None:
+    def _write(self, ctx: RequestContext, w: _Write, answer: ChatResponse | EmbeddingResponse) -> None:
         now = self._clock()
         entry = CacheEntry(
             kind="chat" if isinstance(answer, ChatResponse) else "embeddings", body=encode_answer(answer),
-            stored_at=now, expires_at=now + w.ttl_s, cost_usd=self._cost(ctx.served_model, ctx.provider, usage),
-            served_model=ctx.served_model, provider=ctx.provider,
+            stored_at=now, expires_at=now + w.ttl_s, served_model=ctx.served_model, provider=ctx.provider,
         )  # fmt: skip
         data = encode_entry(entry)
         if len(data) > self.config.max_entry_bytes:
             return
         w.counters.writes += 1
-        sem = w.sem if isinstance(answer, ChatResponse) and servable(answer) else None
-        self._spawn(self._put(w.key, data, w.ttl_s, entry.expires_at, sem))
+        sem = w.sem if w.sem is not None and isinstance(answer, ChatResponse) and servable(answer) else None
+        if sem is None and isinstance(self.store, MemoryStore):
+            self.store.put_now(w.key, data, w.ttl_s)  # no I/O: no task
+        else:
+            self._spawn(self._put(w.key, data, w.ttl_s, entry.expires_at, sem))
 
     async def _put(self, key: str, data: bytes, ttl_s: float, expires_at: float, sem: _Sem | None) -> None:
         await self.store.put(key, data, ttl_s)
