@@ -125,7 +125,13 @@ async def running(config: Config) -> AsyncIterator[Services]:
         price = prices.lookup(model, provider_types.get(provider)) if model and provider else None
         return float(cost(usage, price)) if price is not None and usage is not None else None
 
-    cache = await open_cache(config.cache, config.routes, config.state.url, answer_cost)
+    cache = await open_cache(
+        config.cache,
+        config.routes,
+        config.state.url,
+        answer_cost,
+        upstream=(lambda c: router.embed(c), accounting),
+    )
 
     async def terminal(ctx: RequestContext) -> Result:
         return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))

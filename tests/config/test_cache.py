@@ -45,7 +45,7 @@ def test_the_example_shape_loads() -> None:
         ({"semantic": {"enabled": True}}, {"semantic": True, "threshold": -0.1}, "$.routes[0].cache.threshold", "(0, 1]"),
         (None, {"semantic": True}, "$.routes[0].cache.semantic", "cache.semantic.enabled"),
         ({"semantic": {"enabled": True}}, {"threshold": 0.9}, "$.routes[0].cache.threshold", "semantic: true"),
-        ({"semantic": {"enabled": True, "embedder": {"model": "m"}}}, None, "$.cache.semantic.embedder", "not available"),
+        ({"semantic": {"enabled": True, "embedder": {"model": "nope"}}}, None, "$.cache.semantic.embedder.model", "unknown embedder model"),
         ({"backend": "redis"}, None, "$.cache.backend", "redis://"),
         ({"max_bytes": 100, "max_entry_bytes": 200}, None, "$.cache.max_entry_bytes", "max_bytes"),
     ],

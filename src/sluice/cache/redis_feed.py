@@ -68,7 +68,7 @@ class RedisVectorFeed:
                 for entry_id, f in items:
                     last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
                     vec = np.frombuffer(f[b"v"], dtype=np.float32)
-                    if vec.shape[0] == index.dims:
+                    if vec.shape[0]:
                         index.add(f[b"b"].decode(), vec.copy(), f[b"k"].decode(), float(f[b"e"]))
 
     def _failed(self, exc: BaseException) -> None:

@@ -24,6 +24,7 @@ from sluice.schema.chat import ChatRequest, ChatResponse, Message, TextPart
 if TYPE_CHECKING:  # NumPy comes with the 'semantic' extra; the exact cache runs without it
     from sluice.cache.embedders import Embedder, Vector
     from sluice.cache.redis_feed import RedisVectorFeed
+    from sluice.schema.context import RequestContext
 
 log = logging.getLogger("sluice.cache")
 _HOLE = "\x00last user turn\x00"
@@ -83,15 +84,15 @@ class SemanticCache:
         from sluice.cache.vectors import VectorIndex
 
         self.embedder = embedder
-        self.index = VectorIndex(embedder.dimensions, max_vectors)
+        self.index = VectorIndex(max_vectors)
         self.feed = feed
         self._failing = False
         if feed is not None:
             feed.start(self.index)
 
-    async def vector(self, text: str) -> Vector | None:
+    async def vector(self, text: str, ctx: RequestContext | None = None) -> Vector | None:
         try:
-            vec = await self.embedder.embed(text)
+            vec = await self.embedder.embed(text, ctx)
         except Exception as exc:  # any embedder failure is a miss, never a failed request
             if not self._failing:
                 self._failing = True

@@ -33,8 +33,7 @@ class _Bucket:
 
 
 class VectorIndex:
-    def __init__(self, dims: int, max_vectors: int = 200_000) -> None:
-        self.dims = dims
+    def __init__(self, max_vectors: int = 200_000) -> None:
         self.max_vectors = max_vectors
         self._buckets: dict[str, _Bucket] = {}
         self._order: deque[tuple[str, str]] = deque()
@@ -45,7 +44,9 @@ class VectorIndex:
         with self._lock:
             b = self._buckets.get(bucket)
             if b is None:
-                b = self._buckets[bucket] = _Bucket(self.dims)
+                b = self._buckets[bucket] = _Bucket(vector.shape[0])
+            elif vector.shape[0] != b.dims:
+                return  # another embedder's vector (the policy changed it): not comparable
             i = b.pos.get(key)
             if i is not None:  # the same entry written again: refresh its vector and lifetime
                 b.matrix[i], b.expires[i] = vector, expires_at
@@ -66,7 +67,7 @@ class VectorIndex:
         """The live entry most similar to ``vector`` at or above ``threshold``, with its similarity."""
         with self._lock:
             b = self._buckets.get(bucket)
-            if b is None or not b.keys:
+            if b is None or not b.keys or vector.shape[0] != b.dims:
                 return None
             n = len(b.keys)
             sims = np.where(b.expires[:n] > now, b.matrix[:n] @ vector, -2.0)

@@ -11,6 +11,7 @@ cannot do yet) are in :func:`check_cache`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Literal
 
 import msgspec
@@ -70,13 +71,12 @@ class RouteCacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     version: NonNegativeInt = 0
 
 
-EMBEDDER_MODEL_UNAVAILABLE = (
-    "'embedder: {model: NAME}' is not available in this build of sluice: use 'embedder: local'"
-)
-
-
 def check_cache(
-    cache: CacheConfig, routes: list[RouteCacheConfig | None], state_url: str, origin: str
+    cache: CacheConfig,
+    routes: list[RouteCacheConfig | None],
+    state_url: str,
+    models: Collection[str],
+    origin: str,
 ) -> None:
     """What the schema cannot express. Refuses what is accepted but not enforced yet."""
     if cache.backend == "redis" and not (cache.url or state_url).startswith(("redis://", "rediss://")):
@@ -85,8 +85,11 @@ def check_cache(
         )
     sem = cache.semantic
     _check_threshold(sem.threshold, "$.cache.semantic.threshold", origin)
-    if sem.enabled and isinstance(sem.embedder, EmbedderModelConfig):
-        raise ConfigError(f"{origin}: {EMBEDDER_MODEL_UNAVAILABLE} - at `$.cache.semantic.embedder`")
+    if isinstance(sem.embedder, EmbedderModelConfig) and sem.embedder.model not in models:
+        raise ConfigError(
+            f"{origin}: unknown embedder model '{sem.embedder.model}' (an embeddings model under models:) "
+            "- at `$.cache.semantic.embedder.model`"
+        )
     for i, route in enumerate(routes):
         if route is None:
             continue

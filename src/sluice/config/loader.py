@@ -98,7 +98,7 @@ def _check_references(config: Config, origin: str) -> None:
             if target.provider not in config.providers:
                 raise ConfigError(f"{origin}: unknown provider '{target.provider}' - at `{path}.provider`")
     check_routing(config, origin)
-    check_cache(config.cache, [r.cache for r in config.routes], config.state.url, origin)
+    check_cache(config.cache, [r.cache for r in config.routes], config.state.url, config.models, origin)
     for team_name, team in config.teams.items():
         for i, model_name in enumerate(team.models or []):
             if model_name not in config.models:

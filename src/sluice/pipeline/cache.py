@@ -33,9 +33,11 @@ from sluice.cache.keys import KeyParts, chat_body, derive, embedding_body, names
 from sluice.cache.replay import StreamAssembler, replay
 from sluice.cache.semantic import Probe, SemanticCache, probe, servable
 from sluice.cache.store import CacheStore, MemoryStore, open_store
-from sluice.config.cache import CacheConfig, RouteCacheConfig
+from sluice.config.cache import CacheConfig, EmbedderModelConfig, RouteCacheConfig
 from sluice.config.routing import RouteConfig
 from sluice.errors import ConfigError
+from sluice.pipeline.accounting import Accounting
+from sluice.pipeline.cache_embed import Embed, UpstreamEmbedder
 from sluice.schema.chat import ChatChunk, ChatResponse, Usage
 from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
@@ -202,7 +204,7 @@ class ResponseCache:
 
     async def _semantic_lookup(self, ctx: RequestContext, sem: _Sem, threshold: float) -> Result | None:
         assert self.semantic is not None
-        sem.vector = await self.semantic.vector(sem.probe.text)
+        sem.vector = await self.semantic.vector(sem.probe.text, ctx)
         if sem.vector is None:
             return None
         found = await asyncio.to_thread(
@@ -267,13 +269,15 @@ class ResponseCache:
         if sem is None and isinstance(self.store, MemoryStore):
             self.store.put_now(w.key, data, w.ttl_s)  # no I/O: no task
         else:
-            self._spawn(self._put(w.key, data, w.ttl_s, entry.expires_at, sem))
+            self._spawn(self._put(ctx, w.key, data, w.ttl_s, entry.expires_at, sem))
 
-    async def _put(self, key: str, data: bytes, ttl_s: float, expires_at: float, sem: _Sem | None) -> None:
+    async def _put(
+        self, ctx: RequestContext, key: str, data: bytes, ttl_s: float, expires_at: float, sem: _Sem | None
+    ) -> None:
         await self.store.put(key, data, ttl_s)
         if sem is None or self.semantic is None:
             return
-        vec = sem.vector if sem.vector is not None else await self.semantic.vector(sem.probe.text)
+        vec = sem.vector if sem.vector is not None else await self.semantic.vector(sem.probe.text, ctx)
         if vec is not None:
             await self.semantic.learn(sem.probe, vec, key, expires_at)
 
@@ -338,27 +342,42 @@ def _semantic_routes(config: CacheConfig, routes: Sequence[RouteConfig]) -> bool
 
 
 def check_embedder(config: CacheConfig, routes: Sequence[RouteConfig]) -> None:
-    """At start and in check-config: the local embedder's package must be installed."""
+    """At start and in check-config: what the embedder needs must be installed."""
     if not _semantic_routes(config, routes):
         return
     try:
         from sluice.cache.embedders import local_model_dir
 
-        local_model_dir()
+        if config.semantic.embedder == "local":
+            local_model_dir()
     except ImportError as exc:
-        raise ConfigError(f"{exc} - at `$.cache.semantic.embedder`") from None
+        what = (
+            exc
+            if "semantic" in str(exc)
+            else "the semantic cache needs NumPy: pip install 'sluice-gateway[semantic]'"
+        )
+        raise ConfigError(f"{what} - at `$.cache.semantic.embedder`") from None
 
 
 async def open_cache(
-    config: CacheConfig, routes: Sequence[RouteConfig], state_url: str, answer_cost: AnswerCost
-) -> ResponseCache:
-    """The cache the policy asks for; the local embedder's model is loaded here, off the loop."""
+    config: CacheConfig, routes: Sequence[RouteConfig], state_url: str, answer_cost: AnswerCost,
+    upstream: tuple[Embed, Accounting] | None = None,
+) -> ResponseCache:  # fmt: skip
+    """The cache the policy asks for; the local embedder's model is loaded here, off the loop.
+    ``upstream`` (the router's embeddings call, and accounting) serves ``embedder: {model: NAME}``."""
     semantic = None
     if _semantic_routes(config, routes):
-        from sluice.cache.embedders import LocalEmbedder
+        from sluice.cache.embedders import Embedder, LocalEmbedder
 
-        embedder = LocalEmbedder()
-        await embedder.load()
+        chosen = config.semantic.embedder
+        embedder: Embedder
+        if isinstance(chosen, EmbedderModelConfig):
+            assert upstream is not None, "an upstream embedder needs the router"
+            embedder = UpstreamEmbedder(chosen.model, *upstream)
+        else:
+            local = LocalEmbedder()
+            await local.load()
+            embedder = local
         max_vectors = max(1000, config.max_bytes // 4096)
         feed = None
         if config.backend == "redis":
