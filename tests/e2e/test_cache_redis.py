@@ -126,3 +126,32 @@ def test_a_semantic_entry_is_found_by_every_replica_within_a_second(trio: list[G
         hit = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=para)  # type: ignore[arg-type]
         assert hit.headers["x-sluice-cache"] == "semantic-hit"
         assert hit.parse().choices[0].message.content == f"echo: {first}"
+
+
+def test_redis_down_is_a_miss_never_a_failed_request(tmp_path: Path, upstream: FakeOpenAI) -> None:
+    cfg = (
+        standard_config(tmp_path, upstream.base_url)
+        + """
+routes:
+  - name: cached
+    match: {model: gpt-4o-mini}
+    cache: {ttl_s: 600}
+cache: {backend: redis, url: "redis://127.0.0.1:1/0", socket_timeout_s: 0.1}
+"""
+    )
+    gw = make_gateway(tmp_path, cfg)
+    key = gw.create_key("eng")
+    gw.start()
+    try:
+        client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=key, max_retries=0)
+        for _ in range(3):
+            raw = client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "down"}]
+            )
+            assert (
+                raw.headers["x-sluice-cache"] == "miss"
+                and raw.parse().choices[0].message.content == "echo: down"
+            )
+    finally:
+        gw.stop()
+    assert gw.log_path.read_text().count("Redis unreachable") == 1, "logged once per outage"

@@ -103,9 +103,13 @@ def _similar_pair() -> tuple[str, str]:
     vecs = {t: _fake_vector(t) for t in texts}
 
     def cos(a: list[float], b: list[float]) -> float:
-        return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+        return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+            sum(x * x for x in a) * sum(y * y for y in b)
+        )
 
-    return max(((a, b) for a in texts[:40] for b in texts if a != b), key=lambda p: cos(vecs[p[0]], vecs[p[1]]))
+    return max(
+        ((a, b) for a in texts[:40] for b in texts if a != b), key=lambda p: cos(vecs[p[0]], vecs[p[1]])
+    )
 
 
 def test_upstream_embedder_is_recorded_against_the_team(tmp_path: Path, upstream: FakeOpenAI) -> None:
@@ -134,6 +138,10 @@ cache:
     finally:
         gateway.stop()
     conn = sqlite3.connect(gateway.db_path)
-    rows = conn.execute("SELECT team, endpoint, cost_usd, note FROM requests WHERE endpoint = 'embeddings'").fetchall()
+    rows = conn.execute(
+        "SELECT team, endpoint, cost_usd, note FROM requests WHERE endpoint = 'embeddings'"
+    ).fetchall()
     conn.close()
-    assert len(rows) == 2 and all(r[0] == "eng" and r[2] is not None and "semantic cache" in r[3] for r in rows)
+    assert len(rows) == 2 and all(
+        r[0] == "eng" and r[2] is not None and "semantic cache" in r[3] for r in rows
+    )

@@ -96,6 +96,7 @@ class ResponseCache:
         self._scope = config.semantic.scope
         self.counters: dict[tuple[str, str], Counters] = {}
         self._writes: set[asyncio.Task[None]] = set()
+        self._get_failed = False
 
     def _route_policy(self, c: RouteCacheConfig) -> RoutePolicy:
         ttl = c.ttl_s if c.ttl_s is not None else self.config.ttl_s
@@ -169,7 +170,15 @@ class ResponseCache:
     # ------------------------------------------------------------------ reading
 
     async def _lookup(self, ctx: RequestContext, key: str, similarity: float | None = None) -> Result | None:
-        data = await self.store.get(key)
+        try:
+            data = await self.store.get(key)
+        except Exception as exc:  # a store must not raise here; if one does, it is a miss
+            if not self._get_failed:
+                self._get_failed = True
+                log.warning(
+                    "cache: %s lookup failed (%s): treated as a miss", self.store.name, type(exc).__name__
+                )
+            return None
         entry = decode_entry(data) if data is not None else None
         if entry is None or entry.expires_at <= self._clock():
             return None
