@@ -28,8 +28,9 @@ class _Bucket:
     pos: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.matrix = np.zeros((8, self.dims), dtype=np.float32)
-        self.expires = np.zeros(8, dtype=np.float64)
+        # Room for one: most buckets hold a handful of vectors, and there may be many buckets.
+        self.matrix = np.zeros((1, self.dims), dtype=np.float32)
+        self.expires = np.zeros(1, dtype=np.float64)
 
 
 class VectorIndex:
