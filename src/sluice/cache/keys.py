@@ -83,7 +83,9 @@ def derive(parts: KeyParts, body: bytes) -> str:
         (parts.endpoint, parts.route, parts.model, p.scope, p.scope_id, p.team,
          str(parts.version), str(parts.route_version))
     )  # fmt: skip
-    digest = hashlib.blake2b(head.encode() + b"\x01" + body, digest_size=20).hexdigest()
+    h = hashlib.sha256(head.encode() + b"\x01")  # SHA-256: hardware-accelerated on most CPUs
+    h.update(body)
+    digest = h.hexdigest()[:40]
     return f"{_safe(parts.route)}/{_safe(p.team)}/{digest}"
 
 
