@@ -20,13 +20,12 @@ from sluice.limits.model import LevelLimits
 from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache, make_authorize_middleware
-from sluice.pipeline.cache import check_embedder, open_cache
+from sluice.pipeline.cache_setup import check_embedder, open_cache
 from sluice.pipeline.core import compose
 from sluice.pipeline.quotas import Quotas
-from sluice.pricing import PriceBook, cost
+from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
-from sluice.schema.chat import Usage
 from sluice.schema.context import RequestContext, Result
 from sluice.server import admin_routes, anthropic_routes, cache_routes, openai_routes
 from sluice.server.dispatch import Dispatcher
@@ -119,18 +118,8 @@ async def running(config: Config) -> AsyncIterator[Services]:
         hooks=RouterHooks(shadow_sink=accounting.finish),  # shadow calls get records of their own
     )  # fmt: skip
 
-    provider_types = {n: a.type for n, a in adapters.items()}
-
-    def answer_cost(model: str | None, provider: str | None, usage: Usage | None) -> float | None:
-        price = prices.lookup(model, provider_types.get(provider)) if model and provider else None
-        return float(cost(usage, price)) if price is not None and usage is not None else None
-
     cache = await open_cache(
-        config.cache,
-        config.routes,
-        config.state.url,
-        answer_cost,
-        upstream=(lambda c: router.embed(c), accounting),
+        config, prices, {n: a.type for n, a in adapters.items()}, (router.embed, accounting)
     )
 
     async def terminal(ctx: RequestContext) -> Result:
@@ -156,9 +145,9 @@ async def running(config: Config) -> AsyncIterator[Services]:
     finally:  # records are flushed however the server stops
         svc.draining = True
         await keys.stop()
+        await cache.close()  # its pending writes (and their embeddings' records) first
         await router.aclose(timeout_s=config.server.shutdown_grace_s)  # shadow calls in flight
         await writer.close(timeout_s=config.server.shutdown_grace_s)
-        await cache.close()
         await limiter.close()
         if isinstance(alerts, WebhookAlerts):
             await alerts.close()

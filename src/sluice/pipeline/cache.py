@@ -32,12 +32,9 @@ from sluice.cache.entry import (
 from sluice.cache.keys import KeyParts, chat_body, derive, embedding_body, namespace, partition
 from sluice.cache.replay import StreamAssembler, replay
 from sluice.cache.semantic import Probe, SemanticCache, probe, servable
-from sluice.cache.store import CacheStore, MemoryStore, open_store
-from sluice.config.cache import CacheConfig, EmbedderModelConfig, RouteCacheConfig
+from sluice.cache.store import CacheStore, MemoryStore
+from sluice.config.cache import CacheConfig, RouteCacheConfig
 from sluice.config.routing import RouteConfig
-from sluice.errors import ConfigError
-from sluice.pipeline.accounting import Accounting
-from sluice.pipeline.cache_embed import Embed, UpstreamEmbedder
 from sluice.schema.chat import ChatChunk, ChatResponse, Usage
 from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
@@ -344,57 +341,3 @@ class _Write:
 def _embedding_usage(resp: EmbeddingResponse) -> Usage:
     u = resp.usage
     return Usage(prompt_tokens=u.prompt_tokens, total_tokens=u.total_tokens or u.prompt_tokens)
-
-
-def _semantic_routes(config: CacheConfig, routes: Sequence[RouteConfig]) -> bool:
-    return config.semantic.enabled and any(r.cache is not None and r.cache.semantic for r in routes)
-
-
-def check_embedder(config: CacheConfig, routes: Sequence[RouteConfig]) -> None:
-    """At start and in check-config: what the embedder needs must be installed."""
-    if not _semantic_routes(config, routes):
-        return
-    try:
-        from sluice.cache.embedders import local_model_dir
-
-        if config.semantic.embedder == "local":
-            local_model_dir()
-    except ImportError as exc:
-        what = (
-            exc
-            if "semantic" in str(exc)
-            else "the semantic cache needs NumPy: pip install 'sluice-gateway[semantic]'"
-        )
-        raise ConfigError(f"{what} - at `$.cache.semantic.embedder`") from None
-
-
-async def open_cache(
-    config: CacheConfig, routes: Sequence[RouteConfig], state_url: str, answer_cost: AnswerCost,
-    upstream: tuple[Embed, Accounting] | None = None,
-) -> ResponseCache:  # fmt: skip
-    """The cache the policy asks for; the local embedder's model is loaded here, off the loop.
-    ``upstream`` (the router's embeddings call, and accounting) serves ``embedder: {model: NAME}``."""
-    semantic = None
-    if _semantic_routes(config, routes):
-        from sluice.cache.embedders import Embedder, LocalEmbedder
-
-        chosen = config.semantic.embedder
-        embedder: Embedder
-        if isinstance(chosen, EmbedderModelConfig):
-            assert upstream is not None, "an upstream embedder needs the router"
-            embedder = UpstreamEmbedder(chosen.model, *upstream)
-        else:
-            local = LocalEmbedder()
-            await local.load()
-            embedder = local
-        max_vectors = max(1000, config.max_bytes // 4096)
-        feed = None
-        if config.backend == "redis":
-            from sluice.cache.redis_feed import RedisVectorFeed
-
-            url = config.url or state_url
-            feed = RedisVectorFeed(
-                url, prefix=config.key_prefix, timeout_s=config.socket_timeout_s, max_len=max_vectors
-            )
-        semantic = SemanticCache(embedder, max_vectors=max_vectors, feed=feed)
-    return ResponseCache(config, routes, open_store(config, state_url), answer_cost, semantic=semantic)
