@@ -38,6 +38,7 @@ from sluice.config.routing import RouteConfig
 from sluice.schema.chat import ChatChunk, ChatResponse, Usage
 from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
+from sluice.telemetry.metrics import METRICS
 
 if TYPE_CHECKING:  # NumPy is needed only by the semantic cache (the 'semantic' extra)
     from sluice.cache.embedders import Vector
@@ -116,7 +117,7 @@ class ResponseCache:
         counters = self._counters(ctx.route, principal.team)
         keyed = self._key(ctx, policy) if policy.ttl_s > 0 and controls.write else None
         if keyed is None:
-            ctx.response_headers[HEADER] = "bypass"
+            _mark(ctx, "bypass")
             counters.bypass += 1
             return await call_next(ctx)
         key, sem = keyed
@@ -129,10 +130,10 @@ class ResponseCache:
                 counters.hits += 1
                 counters.semantic_hits += ctx.cache == "semantic"
                 return hit
-            ctx.response_headers[HEADER] = "miss"
+            _mark(ctx, "miss")
             counters.misses += 1
         else:
-            ctx.response_headers[HEADER] = "bypass"
+            _mark(ctx, "bypass")
             counters.bypass += 1
         result = await call_next(ctx)
         return self._keep(ctx, key, policy.ttl_s, result, counters, sem)
@@ -203,7 +204,7 @@ class ResponseCache:
         ctx.saved_usd = self._cost(entry.served_model, entry.provider, usage)
         ctx.cache = "exact" if similarity is None else "semantic"
         ctx.served_model, ctx.provider = entry.served_model, entry.provider
-        ctx.response_headers[HEADER] = "hit" if similarity is None else "semantic-hit"
+        _mark(ctx, "hit" if similarity is None else "semantic-hit")
         if similarity is not None:
             ctx.response_headers["x-sluice-cache-similarity"] = f"{similarity:.4f}"
         ctx.response_headers["age"] = str(max(0, int(self._clock() - entry.stored_at)))
@@ -341,3 +342,9 @@ class _Write:
 def _embedding_usage(resp: EmbeddingResponse) -> Usage:
     u = resp.usage
     return Usage(prompt_tokens=u.prompt_tokens, total_tokens=u.total_tokens or u.prompt_tokens)
+
+
+def _mark(ctx: RequestContext, outcome: str) -> None:
+    """Say on the response what the cache did, and count it (``sluice_cache_lookups_total``)."""
+    ctx.response_headers[HEADER] = outcome
+    METRICS.cache_lookup(ctx.route, outcome.replace("-", "_"))
