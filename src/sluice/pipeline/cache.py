@@ -48,6 +48,9 @@ log = logging.getLogger("sluice.cache")
 #: (served model, provider, usage) -> what the answer cost in USD, None when the price is unknown.
 AnswerCost = Callable[[str | None, str | None, Usage | None], float | None]
 HEADER = "x-sluice-cache"
+#: Store keys naming the entry each request was answered from or wrote (``req/<request id>``: two
+#: parts, so never taken for a ``route/team/digest`` entry by ``clear`` or ``stats``).
+ANSWERED = "req/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,25 +188,26 @@ class ResponseCache:
             return None
         if want == "embeddings":
             emb = embedding_answer(entry)
-            self._hit(ctx, entry, None, _embedding_usage(emb))
+            self._hit(ctx, key, entry, None, _embedding_usage(emb))
             return emb
         answer = chat_answer(entry)
         if similarity is not None and not servable(answer):
             return None
-        self._hit(ctx, entry, similarity, answer.usage)
+        self._hit(ctx, key, entry, similarity, answer.usage)
         ctx.usage = answer.usage
         if ctx.chat is not None and ctx.chat.stream:
             return ChunkStream(replay(answer))
         return answer
 
     def _hit(
-        self, ctx: RequestContext, entry: CacheEntry, similarity: float | None, usage: Usage | None
+        self, ctx: RequestContext, key: str, entry: CacheEntry, similarity: float | None, usage: Usage | None
     ) -> None:
         # What the answer would have cost: its usage at the served model's price (priced here, on
         # the hit, so a miss does not pay for it).
         ctx.saved_usd = self._cost(entry.served_model, entry.provider, usage)
         ctx.cache = "exact" if similarity is None else "semantic"
         ctx.served_model, ctx.provider = entry.served_model, entry.provider
+        self._remember(ctx.request_id, key, entry.expires_at)
         _mark(ctx, "hit" if similarity is None else "semantic-hit")
         if similarity is not None:
             ctx.response_headers["x-sluice-cache-similarity"] = f"{similarity:.4f}"
@@ -272,6 +276,7 @@ class ResponseCache:
         if len(data) > self.config.max_entry_bytes:
             return
         w.counters.writes += 1
+        self._remember(ctx.request_id, w.key, entry.expires_at)
         sem = w.sem if w.sem is not None and isinstance(answer, ChatResponse) and servable(answer) else None
         if sem is None and isinstance(self.store, MemoryStore):
             self.store.put_now(w.key, data, w.ttl_s)  # no I/O: no task
@@ -287,6 +292,24 @@ class ResponseCache:
         vec = sem.vector if sem.vector is not None else await self.semantic.vector(sem.probe.text, ctx)
         if vec is not None:
             await self.semantic.learn(sem.probe, vec, key, expires_at)
+
+    def _remember(self, request_id: str, key: str, expires_at: float) -> None:
+        """Which entry answered (or was written by) a request, for as long as the entry lives, so
+        negative feedback on that request can evict it (on every replica, with Redis)."""
+        ttl = expires_at - self._clock()
+        if isinstance(self.store, MemoryStore):
+            self.store.put_now(ANSWERED + request_id, key.encode(), ttl)
+        else:
+            self._spawn(self.store.put(ANSWERED + request_id, key.encode(), ttl))
+
+    async def evict_answer(self, request_id: str) -> bool:
+        """Drop the cached answer a request got or wrote (negative feedback on it). True if an
+        entry was dropped; a store that cannot be reached raises ServiceUnavailable."""
+        key = await self.store.get(ANSWERED + request_id)
+        if key is None:
+            return False
+        await self.store.delete(ANSWERED + request_id)
+        return await self.store.delete(key.decode())
 
     def _spawn(self, write: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(write)
