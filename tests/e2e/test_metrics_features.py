@@ -59,10 +59,18 @@ def test_cache_lookups_and_guardrail_verdicts_are_counted(gw: Gateway) -> None:
     )
 
 
-def test_policy_reloads_are_counted_by_outcome(gw: Gateway) -> None:
+def test_policy_reloads_are_counted_by_outcome_and_cached_answers_carry_over(gw: Gateway) -> None:
     import signal
     import time
 
+    client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key=next(iter(gw.keys.values())), max_retries=0)
+    msgs = [{"role": "user", "content": "cached across a reload?"}]
+
+    def ask() -> str:
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=msgs)  # type: ignore[arg-type]
+        return str(raw.headers["x-sluice-cache"])
+
+    assert ask() == "miss"
     good = gw.config_path.read_text()
     assert gw.proc is not None
     gw.config_path.write_text(good + "\nnot_a_key: 1\n")  # refused: an unknown key
@@ -81,3 +89,4 @@ def test_policy_reloads_are_counted_by_outcome(gw: Gateway) -> None:
     while count("applied") < 1 and time.monotonic() < deadline + 10:
         time.sleep(0.05)
     assert count("applied") == 1 and count("refused") == 1
+    assert ask() == "hit", "the route's cache key is unchanged: its entry outlives the reload"

@@ -98,6 +98,13 @@ class ResponseCache:
         self.counters: dict[tuple[str, str], Counters] = {}
         self._writes: set[asyncio.Task[None]] = set()
         self._get_failed = False
+        #: Handed to the cache of a reloaded policy: ``close`` leaves them open for it.
+        self._store_handed = self._semantic_handed = False
+
+    def hand_over(self, *, keep_semantic: bool) -> None:
+        """A reloaded policy's cache took this one's store (and, if ``keep_semantic``, its
+        semantic index): this one's ``close`` must not close them."""
+        self._store_handed, self._semantic_handed = True, keep_semantic
 
     def _route_policy(self, c: RouteCacheConfig) -> RoutePolicy:
         ttl = c.ttl_s if c.ttl_s is not None else self.config.ttl_s
@@ -349,8 +356,9 @@ class ResponseCache:
     async def close(self) -> None:
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
-        await self.store.close()
-        if self.semantic is not None:
+        if not self._store_handed:
+            await self.store.close()
+        if self.semantic is not None and not self._semantic_handed:
             await self.semantic.close()
 
 
