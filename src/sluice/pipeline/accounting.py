@@ -8,7 +8,6 @@ made when the stream ends however it ends: completed, failed upstream, or cut by
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -93,7 +92,7 @@ class Accounting:
         record = self._record(ctx, now)
         self._writer.submit(record)
         if self._log_access:
-            access_log.info("%s", json.dumps(_access_line(record), separators=(",", ":")))
+            access_log.info("access", extra={"fields": _access_line(record)})
 
     def _charge(
         self, model: str, provider: str, usage: Usage, at: float

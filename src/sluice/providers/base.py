@@ -13,7 +13,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
 
-from sluice.errors import ProviderError
+from sluice.errors import ProviderError, ProviderErrorKind
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
 from sluice.schema.upstream import UpstreamRequest, UpstreamResponse
@@ -114,7 +114,7 @@ def scrub(text: str, secret: str | None, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def kind_for_status(status: int) -> str:
+def kind_for_status(status: int) -> ProviderErrorKind:
     """The normalised error kind an HTTP status means when the body says nothing more precise."""
     if status in (401, 403):
         return "auth"
@@ -134,7 +134,7 @@ def kind_for_status(status: int) -> str:
 
 
 def upstream_error(
-    kind: str, message: str, resp: UpstreamResponse, provider: str, secret: str | None
+    kind: ProviderErrorKind, message: str, resp: UpstreamResponse, provider: str, secret: str | None
 ) -> ProviderError:
     """The ProviderError for a non-2xx answer: the upstream's own words (scrubbed of the provider
     credential), except for auth failures, which never echo anything about our credentials."""

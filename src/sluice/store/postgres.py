@@ -1,6 +1,10 @@
 """PostgreSQL backend (several replicas): asyncpg pool, batched inserts with COPY-free executemany.
 
 Every call has a timeout so a database outage surfaces as ``StoreUnavailable`` instead of a hang.
+Only what says the database cannot serve now (no connection, a timeout, the server out of
+resources or shutting down, a read-only failover, a transaction rolled back by the server) becomes
+``StoreUnavailable``; a programming or data error (bad SQL, a constraint, a value out of range) is
+raised as asyncpg raised it, so it is seen for what it is rather than retried as an outage.
 """
 
 from __future__ import annotations
@@ -66,7 +70,9 @@ class PostgresStore:
         try:
             return await getattr(self._pool, method)(sql, *args, timeout=_TIMEOUT_S)
         except Exception as exc:
-            raise StoreUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
+            if unavailable(exc):
+                raise StoreUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
+            raise
 
     async def ping(self) -> None:
         await self._call("fetchval", "SELECT 1")
@@ -122,3 +128,24 @@ class PostgresStore:
         )
         rows = await self._call("fetch", sql, since, until, after_id, limit)
         return [LedgerRow(*tuple(r)) for r in rows]
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Does ``exc`` say the database cannot serve now (rather than that the call was wrong)?"""
+    import asyncpg
+
+    errors = asyncpg.exceptions
+    transient = (
+        OSError,  # refused, reset, unreachable
+        TimeoutError,
+        errors.PostgresConnectionError,  # class 08, and the connection lost under a call
+        errors.InsufficientResourcesError,  # class 53: too many connections, disk full, out of memory
+        errors.OperatorInterventionError,  # class 57: shutting down, cannot connect now, cancelled
+        errors.TransactionRollbackError,  # class 40: serialization failure, deadlock
+        errors.ReadOnlySQLTransactionError,  # a replica after failover
+    )
+    if isinstance(exc, transient):
+        return True
+    # The pool closing or a connection closed under a call: asyncpg says so with an InterfaceError,
+    # which otherwise means a wrong call (argument count, types).
+    return isinstance(exc, errors.InterfaceError) and ("closed" in str(exc) or "closing" in str(exc))

@@ -29,10 +29,6 @@ class KeyRecord:
     budget_usd: float | None = None
     budget_period: str | None = None
 
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
-
 
 @dataclass(slots=True)
 class RequestRecord:

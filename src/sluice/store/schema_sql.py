@@ -57,6 +57,11 @@ GROUP_COLUMNS: Final = {
     "team": "team",
     "key": "key_id",
     "user": "user_id",
-    "model": "served_model",
+    # The model asked for, and the one that answered where it was another ("a -> b"); a request
+    # refused before any model answered stays under the model it asked for.
+    "model": (
+        "CASE WHEN served_model IS NULL OR served_model = requested_model THEN requested_model "
+        "WHEN requested_model IS NULL THEN served_model ELSE requested_model || ' -> ' || served_model END"
+    ),
     "provider": "provider",
 }
