@@ -102,7 +102,7 @@ def test_spend_shows_small_costs_to_their_last_digit(policy: Path) -> None:
         store = create_store(f"sqlite:///{db}")
         await store.open()
         record = RequestRecord(id="r1", ts=time.time(), endpoint="chat", key_id="k", team="eng", user=None,
-                               cost_usd=0.0000012, prompt_tokens=3)  # fmt: skip
+                               cost_usd=0.0000012, cost_nusd=1200, prompt_tokens=3)  # fmt: skip
         await store.insert_requests([request_to_row(record)])
         await store.close()
 

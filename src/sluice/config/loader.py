@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from sluice.config.admin import check_admin_keys
 from sluice.config.model import Config, Secret
 from sluice.config.routing_checks import check_routing
 from sluice.errors import ConfigError
@@ -124,6 +125,7 @@ def _check_references(config: Config, origin: str) -> None:
             if target.provider not in config.providers:
                 raise ConfigError(f"{origin}: unknown provider '{target.provider}' - at `{path}.provider`")
     check_routing(config, origin)
+    check_admin_keys(config.server.admin_keys, config.server.admin_key, set(config.teams), origin)
     for team_name, team in config.teams.items():
         for i, model_name in enumerate(team.models or []):
             if model_name not in config.models:

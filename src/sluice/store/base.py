@@ -8,6 +8,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from sluice.errors import ConfigError
+from sluice.store.audit import AuditEntry
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow
 
@@ -48,6 +49,19 @@ class Store(Protocol):
     ) -> list[LedgerRow]:
         """Requests with ``since <= ts < until`` that billed an attempt, in id order after ``after_id``
         (page through with the last id of the previous page)."""
+        ...
+
+    #: ``sqlite`` or ``postgres``: which SQL the console's queries speak.
+    dialect: str
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Rows of a read-only query written with ``?`` placeholders (the console, rollups, audit)."""
+        ...
+
+    async def append_audit(self, entry: AuditEntry) -> None: ...
+
+    async def update_key(self, key: KeyRecord) -> bool:
+        """Replace an active key's limits; False when no active key has its id."""
         ...
 
 

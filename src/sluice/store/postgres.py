@@ -9,10 +9,13 @@ raised as asyncpg raised it, so it is seen for what it is rather than retried as
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from sluice.store import rollups
+from sluice.store.audit import AUDIT_INSERT, AuditEntry, audit_ddl
 from sluice.store.base import StoreUnavailable
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row
@@ -53,9 +56,18 @@ class PostgresStore:
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=4, timeout=_TIMEOUT_S, command_timeout=_TIMEOUT_S
             )
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # One replica at a time creates the tables (CREATE ... IF NOT EXISTS races otherwise).
+                await conn.execute("SELECT pg_advisory_xact_lock(7405313)")
                 for stmt in ddl("DOUBLE PRECISION", "BIGINT"):
                     await conn.execute(stmt)
+                for stmt in audit_ddl("postgres") + rollups.rollup_ddl("DOUBLE PRECISION", "BIGINT"):
+                    await conn.execute(stmt)
+                empty = await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM requests)")
+                await conn.execute(
+                    "INSERT INTO rollup_meta (name, value) VALUES ('complete_from', $1) ON CONFLICT DO NOTHING",
+                    rollups.complete_from(bool(empty), time.time()),
+                )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise StoreUnavailable(f"cannot open PostgreSQL store: {type(exc).__name__}: {exc}") from exc
 
@@ -100,7 +112,25 @@ class PostgresStore:
         return (float(row[0] or 0.0), int(row[1]))
 
     async def insert_requests(self, rows: Sequence[RequestRow]) -> None:
-        await self._call("executemany", _REQ_INSERT, rows)
+        if self._pool is None:
+            raise StoreUnavailable("store is not open")
+        try:
+            async with self._pool.acquire(timeout=_TIMEOUT_S) as conn, conn.transaction():
+                found = await conn.fetch(
+                    "SELECT id FROM requests WHERE id = ANY($1::text[])",
+                    [r[0] for r in rows],
+                    timeout=_TIMEOUT_S,
+                )
+                new = rollups.new_rows(rows, {r[0] for r in found})
+                await conn.executemany(_REQ_INSERT, new, timeout=_TIMEOUT_S)
+                # Aggregating a batch is a few ms of Python: off the event loop.
+                loop = asyncio.get_running_loop()
+                for stmt, params in await loop.run_in_executor(None, rollups.upserts, new):
+                    await conn.executemany(numbered(stmt), params, timeout=_TIMEOUT_S)
+        except Exception as exc:
+            if unavailable(exc):
+                raise StoreUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
+            raise
 
     async def spend(self, group_by: GroupBy, since: float | None) -> list[SpendRow]:
         col = (
@@ -128,6 +158,33 @@ class PostgresStore:
         )
         rows = await self._call("fetch", sql, since, until, after_id, limit)
         return [LedgerRow(*tuple(r)) for r in rows]
+
+    # -- the console, the audit trail, rollups (SQL written with ? placeholders) --------------------
+
+    dialect = "postgres"
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        rows = await self._call("fetch", numbered(sql), *params)
+        return [tuple(r) for r in rows]
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        await self._call("execute", numbered(AUDIT_INSERT), *entry.to_row())
+
+    async def update_key(self, key: KeyRecord) -> bool:
+        """Replace an active key's limits (rpm, tpm, concurrent, budget); False if none is active."""
+        status = await self._call(
+            "execute",
+            "UPDATE keys SET rpm = $1, tpm = $2, concurrent = $3, budget_usd = $4, budget_period = $5, "
+            "updated_at = $6 WHERE id = $7 AND revoked_at IS NULL",
+            key.rpm, key.tpm, key.concurrent, key.budget_usd, key.budget_period, time.time(), key.id,
+        )  # fmt: skip
+        return str(status).endswith(" 1")
+
+
+def numbered(sql: str) -> str:
+    """``?`` placeholders → ``$1, $2 ...`` (the SQL shared with SQLite has no ``?`` in literals)."""
+    parts = sql.split("?")
+    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
 
 
 def unavailable(exc: BaseException) -> bool:

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from sluice.store import rollups
+from sluice.store.audit import AUDIT_INSERT, AuditEntry, audit_ddl
 from sluice.store.base import StoreUnavailable
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row
@@ -95,6 +97,13 @@ class SQLiteStore:
             conn.execute("PRAGMA busy_timeout=5000")
             for stmt in ddl("REAL", "INTEGER"):
                 conn.execute(stmt)
+            for stmt in audit_ddl("sqlite") + rollups.rollup_ddl("REAL", "INTEGER"):
+                conn.execute(stmt)
+            empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM requests)").fetchone()[0]
+            conn.execute(
+                "INSERT OR IGNORE INTO rollup_meta (name, value) VALUES ('complete_from', ?)",
+                (rollups.complete_from(bool(empty), time.time()),),
+            )
             self._conn = conn
 
         try:
@@ -142,7 +151,16 @@ class SQLiteStore:
         def insert(c: sqlite3.Connection) -> None:
             c.execute("BEGIN")
             try:
-                c.executemany(_REQ_INSERT, rows)
+                existing: set[str] = set()
+                ids = [r[0] for r in rows]
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    sql = f"SELECT id FROM requests WHERE id IN ({', '.join('?' for _ in chunk)})"
+                    existing.update(row[0] for row in c.execute(sql, chunk))
+                new = rollups.new_rows(rows, existing)
+                c.executemany(_REQ_INSERT, new)
+                for stmt, params in rollups.upserts(new):  # the rollups, in the same transaction
+                    c.executemany(stmt, params)
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -173,3 +191,27 @@ class SQLiteStore:
         )
         rows = await self._run(lambda c: c.execute(sql, (since, until, after_id, limit)).fetchall())
         return [LedgerRow(*r) for r in rows]
+
+    # -- the console, the audit trail, rollups (SQL written with ? placeholders) --------------------
+
+    dialect = "sqlite"
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        return await self._run(lambda c: [tuple(r) for r in c.execute(sql, tuple(params)).fetchall()])
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        row = entry.to_row()
+        await self._run(lambda c: c.execute(AUDIT_INSERT, row))
+
+    async def update_key(self, key: KeyRecord) -> bool:
+        """Replace an active key's limits (rpm, tpm, concurrent, budget); False if none is active."""
+
+        def update(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE keys SET rpm = ?, tpm = ?, concurrent = ?, budget_usd = ?, budget_period = ?, "
+                "updated_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (key.rpm, key.tpm, key.concurrent, key.budget_usd, key.budget_period, time.time(), key.id),
+            )
+            return cur.rowcount > 0
+
+        return await self._run(update)
