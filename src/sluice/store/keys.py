@@ -125,11 +125,11 @@ class KeyLimits(msgspec.Struct, forbid_unknown_fields=True):
     """A change of a key's own limits (``PATCH /admin/keys/{id}``, ``sluice keys limits``): the
     fields given are set (``null`` removes that limit), the others are kept."""
 
-    rpm: Annotated[int, msgspec.Meta(gt=0)] | None | msgspec.UnsetType = msgspec.UNSET
-    tpm: Annotated[int, msgspec.Meta(gt=0)] | None | msgspec.UnsetType = msgspec.UNSET
-    concurrent: Annotated[int, msgspec.Meta(gt=0)] | None | msgspec.UnsetType = msgspec.UNSET
-    budget_usd: Annotated[float, msgspec.Meta(ge=0)] | None | msgspec.UnsetType = msgspec.UNSET
-    budget_period: Literal["daily", "weekly", "monthly"] | None | msgspec.UnsetType = msgspec.UNSET
+    rpm: Annotated[int, msgspec.Meta(gt=0)] | msgspec.UnsetType | None = msgspec.UNSET
+    tpm: Annotated[int, msgspec.Meta(gt=0)] | msgspec.UnsetType | None = msgspec.UNSET
+    concurrent: Annotated[int, msgspec.Meta(gt=0)] | msgspec.UnsetType | None = msgspec.UNSET
+    budget_usd: Annotated[float, msgspec.Meta(ge=0)] | msgspec.UnsetType | None = msgspec.UNSET
+    budget_period: Literal["daily", "weekly", "monthly"] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 def apply_limits(key: KeyRecord, change: KeyLimits) -> KeyRecord:
