@@ -126,7 +126,7 @@ def reconcile(
     from sluice.pricing.bills import BillFormatError, read_bill
     from sluice.pricing.reconcile import charges_for
     from sluice.pricing.reconcile import reconcile as compare
-    from sluice.server.admin_routes import parse_since
+    from sluice.store.views import parse_since
 
     config = _load(config_path)
     if provider not in config.providers:

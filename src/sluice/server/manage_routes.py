@@ -59,7 +59,8 @@ async def audit(request: Request) -> Response:
         before = int(q["before"]) if "before" in q else None
     except ValueError:
         raise BadRequest("limit and before must be integers") from None
-    sql, params = AUDIT_SELECT + " WHERE ts >= ?", [since]
+    sql = AUDIT_SELECT + " WHERE ts >= ?"
+    params: list[object] = [since]
     if before is not None:
         sql, params = sql + " AND id < ?", [*params, before]
     if admin.teams is not None:

@@ -6,11 +6,11 @@ the same transaction, so a rollup always equals the raw records it covers. The c
 and spend reports read them instead of scanning the log; raw records may be deleted by retention
 (``store.retention_days``) while rollups are kept.
 
-- ``rollup_hour``: per hour × team × key × user × model × provider × route × error source × kind:
+- ``rollup_hour``: per hour x team x key x user x model x provider x route x error source x kind:
   requests, errors, tokens, exact cost (nano-USD), unpriced requests, latency sum, retried
   requests, extra attempts, fallbacks (answered by another target than the first tried);
 - ``rollup_tag_hour``: the same per tag (a request with two tags counts once under each);
-- ``rollup_latency_hour``: per hour × model × provider, histograms of latency and time to first
+- ``rollup_latency_hour``: per hour x model x provider, histograms of latency and time to first
   token in log-spaced bins (each bin 20 % wide: a percentile read from them is within 10 %).
 
 Dimensions are stored as ``''`` for "none" (a primary key column cannot be NULL) and read back as
@@ -49,7 +49,7 @@ def hour_of(ts: float) -> int:
 
 
 def hour_ceil(ts: float) -> int:
-    return int(math.ceil(ts / HOUR)) * HOUR
+    return math.ceil(ts / HOUR) * HOUR
 
 
 def latency_bin(ms: float) -> int:
