@@ -27,7 +27,14 @@ from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
 from sluice.schema.context import RequestContext, Result
-from sluice.server import admin_routes, anthropic_routes, insight_routes, manage_routes, openai_routes
+from sluice.server import (
+    admin_routes,
+    anthropic_routes,
+    console_routes,
+    insight_routes,
+    manage_routes,
+    openai_routes,
+)
 from sluice.server.dispatch import Dispatcher, RouteTable
 from sluice.server.services import Services
 from sluice.store.base import StoreUnavailable, create_store, store_location
@@ -65,6 +72,7 @@ def route_tables() -> list[RouteTable]:
         admin_routes.routes,
         manage_routes.routes,
         insight_routes.routes,
+        console_routes.routes,
     ]
 
 
