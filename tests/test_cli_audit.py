@@ -19,7 +19,9 @@ def test_key_changes_are_audited_and_listed(policy: Path) -> None:  # noqa: F811
     code, out, err = run("keys", "create", "--config", str(policy), "--team", "eng", "--name", "a", "--json")
     assert code == 0, err
     key = json.loads(out)
-    code, out, err = run("keys", "limits", "--config", str(policy), key["id"], "--rpm", "5", "--budget-usd", "2")
+    code, out, err = run(
+        "keys", "limits", "--config", str(policy), key["id"], "--rpm", "5", "--budget-usd", "2"
+    )
     assert code == 0, err
     assert json.loads(out.split(": ", 1)[1]) == {"rpm": 5, "tpm": None, "concurrent": None, "budget_usd": 2.0,
                                                  "budget_period": "monthly"}  # fmt: skip
@@ -30,8 +32,15 @@ def test_key_changes_are_audited_and_listed(policy: Path) -> None:  # noqa: F811
     code, out, err = run("audit", "--config", str(policy), "--json")
     assert code == 0, err
     entries = json.loads(out)
-    assert [e["action"] for e in entries] == ["key.revoked", "key.limits_changed", "key.limits_changed", "key.created"]
-    assert {e["actor"] for e in entries} == {f"cli:{getpass.getuser()}"} and {e["via"] for e in entries} == {"cli"}
+    assert [e["action"] for e in entries] == [
+        "key.revoked",
+        "key.limits_changed",
+        "key.limits_changed",
+        "key.created",
+    ]
+    assert {e["actor"] for e in entries} == {f"cli:{getpass.getuser()}"} and {e["via"] for e in entries} == {
+        "cli"
+    }
     assert entries[2]["before"]["rpm"] is None and entries[2]["after"]["rpm"] == 5
     assert key["key"] not in out, "the secret never reaches the audit trail"
     code, out, _ = run("audit", "--config", str(policy))

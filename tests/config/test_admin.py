@@ -21,17 +21,31 @@ def test_roles_load() -> None:
     config = parse_config(_policy(
         {"name": "fin", "key": "env:B", "role": "viewer"},
     ), ENV)  # fmt: skip
-    assert config.server.admin_keys[0].role == "viewer" and repr(config.server.admin_keys[0].key) == "Secret(env:B)"
-    config = parse_config(_policy({"name": "lead", "key": "env:B", "role": "team_admin", "teams": ["eng"]}), ENV)
+    assert (
+        config.server.admin_keys[0].role == "viewer"
+        and repr(config.server.admin_keys[0].key) == "Secret(env:B)"
+    )
+    config = parse_config(
+        _policy({"name": "lead", "key": "env:B", "role": "team_admin", "teams": ["eng"]}), ENV
+    )
     assert config.server.admin_keys[0].teams == ["eng"]
 
 
 @pytest.mark.parametrize(
     ("key", "needle"),
     [
-        ({"name": "lead", "key": "env:B", "role": "team_admin"}, "needs its teams - at `$.server.admin_keys[0].teams`"),
-        ({"name": "lead", "key": "env:B", "role": "team_admin", "teams": ["ghosts"]}, "unknown team 'ghosts'"),
-        ({"name": "fin", "key": "env:B", "role": "viewer", "teams": ["eng"]}, "only a team_admin key takes teams"),
+        (
+            {"name": "lead", "key": "env:B", "role": "team_admin"},
+            "needs its teams - at `$.server.admin_keys[0].teams`",
+        ),
+        (
+            {"name": "lead", "key": "env:B", "role": "team_admin", "teams": ["ghosts"]},
+            "unknown team 'ghosts'",
+        ),
+        (
+            {"name": "fin", "key": "env:B", "role": "viewer", "teams": ["eng"]},
+            "only a team_admin key takes teams",
+        ),
         ({"name": "admin", "key": "env:B", "role": "viewer"}, "name 'admin' is used twice"),
         ({"name": "x", "key": "env:C", "role": "viewer"}, "same secret"),
         ({"name": "x", "key": "env:B", "role": "root"}, "role"),

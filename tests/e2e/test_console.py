@@ -31,7 +31,9 @@ def require_chromium() -> None:
     if Path(CHROMIUM).exists() and shutil.which("chromium"):
         return
     if IN_CI:
-        pytest.fail("chromium is not installed (CI=true: missing packages fail; see scripts/apt-packages.txt)")
+        pytest.fail(
+            "chromium is not installed (CI=true: missing packages fail; see scripts/apt-packages.txt)"
+        )
     pytest.skip("chromium is not installed (apt-get install chromium)")
 
 
@@ -100,7 +102,9 @@ def _wait_logged(gw: Gateway, n: int) -> None:
     import time
 
     for _ in range(100):
-        r = httpx.get(gw.base_url + "/admin/requests?limit=200", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        r = httpx.get(
+            gw.base_url + "/admin/requests?limit=200", headers={"authorization": f"Bearer {ADMIN_KEY}"}
+        )
         if len(r.json()["data"]) >= n:
             return
         time.sleep(0.05)
@@ -192,7 +196,10 @@ def test_csrf_and_roles_of_console_sessions(gw: Gateway) -> None:
     client, csrf = _session(gw, ADMIN_KEY)
     assert client.get("/admin/overview").status_code == 200
     assert client.post("/admin/keys", json={"team": "eng"}).status_code == 403, "no CSRF token, no change"
-    assert client.post("/admin/keys", json={"team": "eng"}, headers={"x-csrf-token": "x" * 40}).status_code == 403
+    assert (
+        client.post("/admin/keys", json={"team": "eng"}, headers={"x-csrf-token": "x" * 40}).status_code
+        == 403
+    )
     evil = {"x-csrf-token": csrf, "origin": "http://evil.example"}
     assert client.post("/admin/keys", json={"team": "eng"}, headers=evil).status_code == 403
     made = client.post("/admin/keys", json={"team": "eng"}, headers={"x-csrf-token": csrf})
@@ -215,7 +222,11 @@ def test_csrf_and_roles_of_console_sessions(gw: Gateway) -> None:
 def test_console_files_are_served_with_a_strict_policy(gw: Gateway) -> None:
     page = httpx.get(gw.base_url + "/ui")
     assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
-    assert "<script src=\"/ui/static/console.js\">" in page.text and "http" not in page.text.replace("http-equiv", "")
-    assert httpx.get(gw.base_url + "/ui/static/console.js").headers["content-type"].startswith("text/javascript")
+    assert '<script src="/ui/static/console.js">' in page.text and "http" not in page.text.replace(
+        "http-equiv", ""
+    )
+    assert (
+        httpx.get(gw.base_url + "/ui/static/console.js").headers["content-type"].startswith("text/javascript")
+    )
     assert httpx.get(gw.base_url + "/ui/static/..%2Fsession.py").status_code == 404
     assert httpx.get(gw.base_url + "/ui/static/nope.js").status_code == 404

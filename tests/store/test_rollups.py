@@ -78,7 +78,15 @@ async def test_spend_from_rollups_equals_the_raw_log(store: Store) -> None:  # n
     await store.insert_requests(rows[:300])
     await store.insert_requests(rows[200:])  # overlaps: a replayed spool is counted once
     since = now - 86400 - 1234.5  # mid-hour: that part-hour comes from the raw log
-    for dims in [(), *[(d,) for d in DIMENSIONS], ("team", "model"), ("tag", "team"), ("app", "day")]:
+    two = [
+        ("team", "model"),
+        ("tag", "team"),
+        ("app", "day"),
+        ("user", "team"),
+        ("user", "model"),
+        ("tag", "user"),
+    ]
+    for dims in [(), *[(d,) for d in DIMENSIONS], *two]:
         got = {
             s.group: (s.requests, s.cost_nusd, s.prompt_tokens)
             for s in await insights.spend(store, dims, since)

@@ -118,11 +118,17 @@ async def whoami(request: Request) -> Response:
     if body is None or admin is None:
         return Response(200, encode({"signed_in": False}), headers={"cache-control": "no-store"})
     csrf = session.csrf_token(request.services.hmac_key, str(body["s"]))
-    return Response(200, encode({"signed_in": True, **_who(admin, csrf)}), headers={"cache-control": "no-store"})
+    return Response(
+        200, encode({"signed_in": True, **_who(admin, csrf)}), headers={"cache-control": "no-store"}
+    )
 
 
 @routes.delete("/ui/api/session")
 async def sign_out(request: Request) -> Response:
     if session.payload(request) is not None:
         session.check_csrf(request)
-    return Response(200, encode({"signed_out": True}), headers={"set-cookie": session.cookie_header("", request, max_age=0)})
+    return Response(
+        200,
+        encode({"signed_out": True}),
+        headers={"set-cookie": session.cookie_header("", request, max_age=0)},
+    )

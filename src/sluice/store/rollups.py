@@ -6,10 +6,13 @@ the same transaction, so a rollup always equals the raw records it covers. The c
 and spend reports read them instead of scanning the log; raw records may be deleted by retention
 (``store.retention_days``) while rollups are kept.
 
-- ``rollup_hour``: per hour x team x key x user x model x provider x route x error source x kind:
+- ``rollup_hour``: per hour x team x key x model x provider x route x error source x kind:
   requests, errors, tokens, exact cost (nano-USD), unpriced requests, latency sum, retried
   requests, extra attempts, fallbacks (answered by another target than the first tried);
-- ``rollup_tag_hour``: the same per tag (a request with two tags counts once under each);
+- ``rollup_tag_hour``: spend per hour x tag x team x key x model x provider x route (a request with
+  two tags counts once under each);
+- ``rollup_user_hour``: spend per hour x end user x team (users are many: they get a narrow table);
+- ``rollup_day``, ``rollup_tag_day``, ``rollup_user_day``: the same per UTC day, for long periods;
 - ``rollup_latency_hour``: per hour x model x provider, histograms of latency and time to first
   token in log-spaced bins (each bin 20 % wide: a percentile read from them is within 10 %).
 
@@ -31,8 +34,9 @@ from sluice.store.schema_sql import REQUEST_COLUMNS
 
 HOUR: Final = 3600
 _I = {c: i for i, c in enumerate(REQUEST_COLUMNS)}
-DIMS: Final = ("team", "key_id", "user_id", "model", "provider", "route", "error_source", "error_kind")
-TAG_DIMS: Final = ("tag", "team", "key_id", "user_id", "model", "provider", "route")
+DIMS: Final = ("team", "key_id", "model", "provider", "route", "error_source", "error_kind")
+TAG_DIMS: Final = ("tag", "team", "key_id", "model", "provider", "route")
+USER_DIMS: Final = ("user_id", "team")
 MEASURES: Final = (
     "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_nusd",
     "unpriced", "latency_ms_sum", "retried", "extra_attempts", "fallbacks",
@@ -96,11 +100,11 @@ def _add(
             cur[i] += v
 
 
-def aggregate(
-    rows: Sequence[RequestRow],
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The batch's rows for ``rollup_hour``, ``rollup_tag_hour`` and ``rollup_latency_hour``."""
+def aggregate(rows: Sequence[RequestRow]) -> list[list[tuple[Any, ...]]]:
+    """The batch's rows for ``rollup_hour``, ``rollup_tag_hour``, ``rollup_user_hour`` and
+    ``rollup_latency_hour``."""
     main: dict[tuple[Any, ...], list[int | float]] = {}
+    users: dict[tuple[Any, ...], list[int | float]] = {}
     tags: dict[tuple[Any, ...], list[int | float]] = {}
     lat: dict[tuple[Any, ...], list[int | float]] = {}
     for r in rows:
@@ -116,13 +120,14 @@ def aggregate(
         retried = 1 if attempts > 1 else 0
         fallback = 1 if retried and _fell_back(r[_I["attempts_detail"]] or "[]") else 0
         spend = (1, error, prompt, completion)
-        _add(main, (bucket, team, key, user, model, provider, route, r[_I["error_source"]] or "", r[_I["error_kind"]] or ""),
+        _add(users, (bucket, user, team), (*spend, cost or 0, unpriced))
+        _add(main, (bucket, team, key, model, provider, route, r[_I["error_source"]] or "", r[_I["error_kind"]] or ""),
              (*spend, r[_I["cached_tokens"]], cost or 0, unpriced, r[_I["latency_ms"]], retried,
               max(0, attempts - 1), fallback))  # fmt: skip
         for tag in json.loads(r[_I["tags"]] or "[]"):
             _add(
                 tags,
-                (bucket, str(tag), team, key, user, model, provider, route),
+                (bucket, str(tag), team, key, model, provider, route),
                 (*spend, cost or 0, unpriced),
             )
         if not error:
@@ -130,11 +135,7 @@ def aggregate(
             ttft = r[_I["ttft_ms"]]
             if ttft is not None:
                 _add(lat, (bucket, model, provider, "ttft", latency_bin(ttft)), (1,))
-    return (
-        [(*k, *v) for k, v in main.items()],
-        [(*k, *v) for k, v in tags.items()],
-        [(*k, *v) for k, v in lat.items()],
-    )
+    return [[(*k, *v) for k, v in table.items()] for table in (main, tags, users, lat)]
 
 
 def _upsert(table: str, dims: Sequence[str], measures: Sequence[str]) -> str:
@@ -149,13 +150,36 @@ def _upsert(table: str, dims: Sequence[str], measures: Sequence[str]) -> str:
 UPSERTS: Final = (
     _upsert("rollup_hour", DIMS, MEASURES),
     _upsert("rollup_tag_hour", TAG_DIMS, TAG_MEASURES),
+    _upsert("rollup_user_hour", USER_DIMS, TAG_MEASURES),
     _upsert("rollup_latency_hour", LATENCY_DIMS, ("count",)),
 )
+#: The daily twins of the spend rollups (long periods read 24 times fewer rows).
+DAY_UPSERTS: Final = (
+    _upsert("rollup_day", DIMS, MEASURES),
+    _upsert("rollup_tag_day", TAG_DIMS, TAG_MEASURES),
+    _upsert("rollup_user_day", USER_DIMS, TAG_MEASURES),
+)
+DAY: Final = 86400
+
+
+def day_of(ts: float) -> int:
+    return int(ts // DAY) * DAY
+
+
+def by_day(rows: list[tuple[Any, ...]], ndims: int) -> list[tuple[Any, ...]]:
+    """Hourly rollup rows (bucket, dims..., measures...) summed per day."""
+    acc: dict[tuple[Any, ...], list[int | float]] = {}
+    for r in rows:
+        _add(acc, (day_of(r[0]), *r[1 : 1 + ndims]), r[1 + ndims :])
+    return [(*k, *v) for k, v in acc.items()]
 
 
 def upserts(rows: Sequence[RequestRow]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """(statement, parameter rows) to add ``rows`` to the rollups."""
-    return [(sql, params) for sql, params in zip(UPSERTS, aggregate(rows), strict=True) if params]
+    """(statement, parameter rows) to add ``rows`` to the rollups, hourly and daily."""
+    hourly = aggregate(rows)
+    daily = [by_day(t, len(d)) for t, d in zip(hourly, (DIMS, TAG_DIMS, USER_DIMS), strict=False)]
+    pairs = [*zip(UPSERTS, hourly, strict=True), *zip(DAY_UPSERTS, daily, strict=True)]
+    return [(sql, params) for sql, params in pairs if params]
 
 
 def new_rows(rows: Sequence[RequestRow], existing: set[str]) -> list[RequestRow]:
@@ -181,6 +205,10 @@ def rollup_ddl(real: str, bigint: str) -> list[str]:
     return [
         table("rollup_hour", DIMS, MEASURES, {}),
         table("rollup_tag_hour", TAG_DIMS, TAG_MEASURES, {}),
+        table("rollup_user_hour", USER_DIMS, TAG_MEASURES, {}),
+        table("rollup_day", DIMS, MEASURES, {}),
+        table("rollup_tag_day", TAG_DIMS, TAG_MEASURES, {}),
+        table("rollup_user_day", USER_DIMS, TAG_MEASURES, {}),
         table("rollup_latency_hour", LATENCY_DIMS, ("count",), {"bin": bigint}).replace(
             f"bin {bigint} NOT NULL DEFAULT ''", f"bin {bigint} NOT NULL"
         ),
