@@ -59,7 +59,7 @@ function bucketLabel(b) {
   return /^\d+$/.test(String(b)) ? when(Number(b)).slice(5, 16) : String(b);
 }
 
-function table(columns, rows, onRow) {
+function table(columns, rows, onRow, empty = "none") {
   const head = h("tr", {}, columns.map((c) => h("th", { class: c.num ? "num" : null }, c.label)));
   const body = rows.map((r) => h("tr", {
     class: onRow ? "clickable" : null, onclick: onRow ? () => onRow(r) : null,
@@ -67,7 +67,7 @@ function table(columns, rows, onRow) {
     const v = c.get(r);
     return h("td", { class: c.num ? "num" : null }, v instanceof Node ? v : v === null || v === undefined ? "-" : String(v));
   })));
-  if (!rows.length) body.push(h("tr", {}, h("td", { colspan: columns.length, class: "muted" }, "nothing in this period")));
+  if (!rows.length) body.push(h("tr", {}, h("td", { colspan: columns.length, class: "muted" }, empty)));
   return h("table", {}, h("thead", {}, head), h("tbody", {}, body));
 }
 
@@ -211,7 +211,7 @@ async function renderRequests(root) {
       { label: "model", get: (r) => r.served_model && r.served_model !== r.requested_model ? `${r.requested_model} → ${r.served_model}` : r.requested_model },
       { label: "provider", get: (r) => r.provider }, { label: "route", get: (r) => r.route },
       { label: "status", num: true, get: (r) => r.status }, { label: "tokens", num: true, get: (r) => num(r.prompt_tokens + r.completion_tokens) },
-      { label: "cost", num: true, get: (r) => r.cost_usd === null ? "unpriced" : usd(r.cost_usd) },
+      { label: "cost", num: true, get: (r) => costOf(r) },
       { label: "latency", num: true, get: (r) => ms(r.latency_ms) }, { label: "attempts", num: true, get: (r) => r.attempts },
       { label: "tags", get: (r) => h("span", {}, r.tags.map((t) => h("span", { class: "tag" }, t))) }],
     d.data, (r) => showRequest(detail, r.id)),
@@ -232,13 +232,18 @@ async function showRequest(where, id) {
       ["status", `${r.status}${r.error_kind ? ` (${r.error_source} ${r.error_kind}: ${r.error_message || ""})` : ""}`],
       ["route reason", r.route_reason || "-"],
       ["tokens in / out / cached / reasoning", `${r.prompt_tokens} / ${r.completion_tokens} / ${r.cached_tokens} / ${r.reasoning_tokens}`],
-      ["cost", r.cost_usd === null ? "unpriced" : `${usd(r.cost_usd)} (${num(r.cost_nusd)} nano-USD${r.cost_estimated ? ", estimated" : ""})`],
+      ["cost", r.cost_usd === null ? costOf(r) : `${usd(r.cost_usd)} (${num(r.cost_nusd)} nano-USD${r.cost_estimated ? ", estimated" : ""})`],
       ["latency / first token", `${ms(r.latency_ms)} / ${ms(r.ttft_ms)}`],
       ["payload", r.payload === null ? "not stored" : r.payload]]),
     h("h2", {}, "Attempts"),
     table([{ label: "#", get: (a) => a.i }, { label: "provider", get: (a) => a.provider }, { label: "model", get: (a) => a.model },
       { label: "status", get: (a) => a.status }, { label: "error", get: (a) => a.error_kind }, { label: "latency", num: true, get: (a) => ms(a.latency_ms) }],
     r.attempts_detail.map((a, i) => ({ ...a, i: i + 1 })))));
+}
+
+function costOf(r) {
+  if (r.cost_usd !== null) return usd(r.cost_usd);
+  return r.prompt_tokens + r.completion_tokens > 0 ? "unpriced" : "-";
 }
 
 function teamsOf() { return state.me.teams || state.teamNames || []; }
