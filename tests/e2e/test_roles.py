@@ -81,7 +81,10 @@ READS = [
     "/admin/reliability", "/admin/requests", "/admin/teams", "/admin/policy",
 ]  # fmt: skip
 #: Reads that take ?team= (a cross-team attempt is a 403 naming the team).
-TEAM_FILTERED = ["/admin/keys", "/admin/overview", "/admin/reliability", "/admin/requests"]
+TEAM_FILTERED = [
+    "/admin/keys", "/admin/spend", "/admin/budgets", "/admin/audit", "/admin/overview", "/admin/reliability",
+    "/admin/requests", "/admin/teams",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", READS)

@@ -15,7 +15,7 @@ from sluice.limits.model import Level
 from sluice.pipeline.auth import key_limits
 from sluice.schema.openai import decode_json_object, encode
 from sluice.server import audit_log
-from sluice.server.authz import Admin, authorize
+from sluice.server.authz import Admin, authorize, team_scope
 from sluice.server.dispatch import RouteTable
 from sluice.server.http import read_json_body
 from sluice.server.services import Services
@@ -57,12 +57,9 @@ async def create_key(request: Request) -> Response:
 @routes.get("/admin/keys")
 async def list_keys(request: Request) -> Response:
     svc = request.services
-    admin = await authorize(request)
-    team = request.query.get("team")
-    if team is not None and not admin.sees(team):
-        raise PermissionDenied(f"admin key {admin.describe()}: it has no access to team '{team}'")
+    scope = team_scope(request, await authorize(request))
     keys = await svc.store.list_keys(include_revoked=True)
-    shown = [key_view(k) for k in keys if admin.sees(k.team) and (team is None or k.team == team)]
+    shown = [key_view(k) for k in keys if scope is None or k.team in scope]
     return _json({"object": "list", "data": shown})
 
 
@@ -95,7 +92,7 @@ async def spend(request: Request) -> Response:
     group_by = request.query.get("group_by", "team")
     dims = parse_dims(group_by)
     since = parse_since(request.query.get("since"))
-    rows = await insights.spend(svc.store, dims, since, teams=admin.teams)
+    rows = await insights.spend(svc.store, dims, since, teams=team_scope(request, admin))
     data = []
     for r in rows:
         view = r.view(dims)
@@ -107,8 +104,8 @@ async def spend(request: Request) -> Response:
 async def budgets(request: Request) -> Response:
     """Each budget's limit, spend, reservations and reset time in the current period."""
     svc = request.services
-    admin = await authorize(request)
-    rows = await svc.limiter.budget_report(await budget_levels(svc, admin.teams))
+    scope = team_scope(request, await authorize(request))
+    rows = await svc.limiter.budget_report(await budget_levels(svc, scope))
     return _json({"object": "list", "data": [r.to_dict() for r in rows]})
 
 

@@ -112,3 +112,14 @@ async def authorize(
             f"admin key {admin.describe()}: this covers every team and needs role admin or viewer"
         )
     return admin
+
+
+def team_scope(request: Request, admin: Admin) -> frozenset[str] | None:
+    """The teams a read covers: the caller's, narrowed to ``?team=`` when given (a team outside
+    the caller's teams is a 403 that names it)."""
+    team = request.query.get("team")
+    if not team:
+        return admin.teams
+    if not admin.sees(team):
+        raise PermissionDenied(f"admin key {admin.describe()}: it has no access to team '{team}'")
+    return frozenset({team})

@@ -11,11 +11,11 @@ from typing import Any
 import msgspec
 
 from sluice.config.secret import Secret
-from sluice.errors import NotFound, PermissionDenied
+from sluice.errors import NotFound
 from sluice.limits.model import Level
 from sluice.schema.openai import encode
 from sluice.server.admin_routes import budget_levels
-from sluice.server.authz import Admin, authorize
+from sluice.server.authz import authorize, team_scope
 from sluice.server.dispatch import RouteTable
 from sluice.server.wire import Request, Response
 from sluice.store import console_queries, insights
@@ -36,22 +36,12 @@ def _since(request: Request, default_s: float = 86400) -> float:
     return value if value is not None else time.time() - default_s
 
 
-def _team_param(request: Request, admin: Admin) -> frozenset[str] | None:
-    """The caller's scope, narrowed to ``?team=`` when given (403 outside the caller's teams)."""
-    team = request.query.get("team")
-    if not team:
-        return admin.teams
-    if not admin.sees(team):
-        raise PermissionDenied(f"admin key {admin.describe()}: it has no access to team '{team}'")
-    return frozenset({team})
-
-
 @routes.get("/admin/overview")
 async def overview(request: Request) -> Response:
     """Totals, a series over time, top teams / apps / users / tags / models by spend, team budgets."""
     admin = await authorize(request)
     svc = request.services
-    teams = _team_param(request, admin)
+    teams = team_scope(request, admin)
     since = _since(request)
     step: insights.Dim = "hour" if time.time() - since <= 2 * 86400 else "day"
     total = await insights.spend(svc.store, (), since, teams=teams)
@@ -75,7 +65,7 @@ async def reliability(request: Request) -> Response:
     source and kind; retries and fallbacks (rollups, whole hours); breaker states now."""
     admin = await authorize(request)
     svc = request.services
-    data = await console_queries.reliability(svc.store, _since(request), _team_param(request, admin))
+    data = await console_queries.reliability(svc.store, _since(request), team_scope(request, admin))
     data["breakers"] = svc.router.health_view()
     return _json(data)
 
@@ -86,7 +76,7 @@ async def requests(request: Request) -> Response:
     admin = await authorize(request)
     q = request.query
     f = console_queries.parse_filter(q, parse_since(q.get("since")), parse_since(q.get("until")))
-    f.teams = _team_param(request, admin)
+    f.teams = team_scope(request, admin)
     return _json(await console_queries.list_requests(request.services.store, f))
 
 
@@ -106,12 +96,12 @@ async def teams(request: Request) -> Response:
     admin = await authorize(request)
     svc = request.services
     since = _since(request, 30 * 86400)
-    names = [n for n in svc.config.teams if admin.sees(n)]
+    scope = team_scope(request, admin)
+    names = [n for n in svc.config.teams if scope is None or n in scope]
     spend = {
-        r.group[0]: r.view(("team",))
-        for r in await insights.spend(svc.store, ("team",), since, teams=admin.teams)
+        r.group[0]: r.view(("team",)) for r in await insights.spend(svc.store, ("team",), since, teams=scope)
     }
-    keys = [k for k in await svc.store.list_keys(include_revoked=True) if admin.sees(k.team)]
+    keys = [k for k in await svc.store.list_keys(include_revoked=True) if k.team in names]
     levels = [
         Level("team", n, budget=svc.config.teams[n].budget) for n in names if svc.config.teams[n].budget
     ]

@@ -9,7 +9,7 @@ from sluice.errors import BadRequest
 from sluice.schema.openai import decode_json_object, encode
 from sluice.server import audit_log
 from sluice.server.admin_routes import scoped_key
-from sluice.server.authz import authorize
+from sluice.server.authz import authorize, team_scope
 from sluice.server.dispatch import RouteTable
 from sluice.server.http import read_json_body
 from sluice.server.wire import Request, Response
@@ -51,7 +51,7 @@ AUDIT_PAGE = 500
 async def audit(request: Request) -> Response:
     """Newest first; ``since``, ``limit`` (≤ 500) and ``before`` (an entry id, for the next page).
     A team-scoped caller sees its teams' entries only."""
-    admin = await authorize(request)
+    scope = team_scope(request, await authorize(request))
     q = request.query
     since = parse_since(q.get("since")) or 0.0
     try:
@@ -63,9 +63,9 @@ async def audit(request: Request) -> Response:
     params: list[object] = [since]
     if before is not None:
         sql, params = sql + " AND id < ?", [*params, before]
-    if admin.teams is not None:
-        sql += f" AND team IN ({', '.join('?' for _ in admin.teams)})"
-        params.extend(sorted(admin.teams))
+    if scope is not None:
+        sql += f" AND team IN ({', '.join('?' for _ in scope)})"
+        params.extend(sorted(scope))
     rows = await request.services.store.fetch(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
     entries = [entry_from_row(r).view() for r in rows]
     nxt = entries[-1]["id"] if len(entries) == limit else None
