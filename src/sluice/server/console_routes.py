@@ -80,7 +80,7 @@ def _who(admin: Admin, csrf: str) -> dict[str, Any]:
 
 
 class SignIn(msgspec.Struct, forbid_unknown_fields=True):
-    key: str
+    key: str = ""
 
 
 @routes.post("/ui/api/session")
@@ -94,7 +94,9 @@ async def sign_in(request: Request) -> Response:
         key = msgspec.convert(data, SignIn).key.strip()
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid sign-in: {exc}") from None
-    admin = admin_for_secret(svc.config, key) if key else None
+    if not key:
+        raise AuthenticationFailed("missing key: sign in with an admin key or a gateway key")
+    admin = admin_for_secret(svc.config, key)
     if admin is not None:
         payload = {"k": "admin", "n": admin.name, "f": session.fingerprint(svc.hmac_key, key)}
     else:
