@@ -150,7 +150,7 @@ async def backend(name: str, n: int, days: int, runs: int, keep: Path | None) ->
         print(f"{name}: writing {n:,} records ...", file=sys.stderr)
         fill_s = await fill(store, n, days)
         rollup_rows = {t: (await store.fetch(f"SELECT count(*) FROM {t}"))[0][0]
-                       for t in ("rollup_hour", "rollup_tag_hour", "rollup_user_hour", "rollup_latency_hour")}  # fmt: skip
+                       for t in ("rollup_hour", "rollup_tag_hour", "rollup_user_hour", "rollup_latency_hour", "rollup_day")}  # fmt: skip
         await store.close()
         proc, base = serve(url, workdir)
         try:

@@ -105,6 +105,16 @@ async def test_reliability_and_requests_pages(store: Store) -> None:  # noqa: F8
     assert sum(x["count"] for x in data["latency"] if x["metric"] == "latency") == len(ok)
     assert sum(e["requests"] for e in data["errors"]) == len(records) - len(ok)
     assert sum(a["retried"] for a in data["attempts"]) == sum(1 for r in records if r.attempts > 1)
+    assert data["step"] == "day"
+    day = await console_queries.reliability(store, now - 86400, None)  # whole hours from a day ago
+    start = (now - 86400) // 3600 * 3600
+    assert day["step"] == "hour"
+    assert sum(x["count"] for x in day["latency"] if x["metric"] == "latency") == sum(
+        1 for r in ok if r.ts >= start
+    )
+    assert sum(x["count"] for x in day["latency"] if x["metric"] == "ttft") == sum(
+        1 for r in ok if r.ts >= start and r.ttft_ms is not None
+    )
     f = console_queries.parse_filter({"limit": "50", "team": "eng", "tag": "x"}, None, None)
     seen: list[str] = []
     while True:

@@ -4,6 +4,7 @@ rollups (``store/insights.py``); a team-scoped caller sees its teams' data only.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from typing import Any
@@ -44,11 +45,13 @@ async def overview(request: Request) -> Response:
     teams = team_scope(request, admin)
     since = _since(request)
     step: insights.Dim = "hour" if time.time() - since <= 2 * 86400 else "day"
-    total = await insights.spend(svc.store, (), since, teams=teams)
-    series = await insights.spend(svc.store, (step,), since, teams=teams)
+    # One query set per figure, all at once (PostgreSQL runs them on several connections).
+    dims: list[tuple[insights.Dim, ...]] = [(), (step,), *((d,) for d in _TOPS)]
+    total, series, *top_rows = await asyncio.gather(
+        *(insights.spend(svc.store, d, since, teams=teams) for d in dims)
+    )
     tops = {}
-    for dim in _TOPS:
-        rows = await insights.spend(svc.store, (dim,), since, teams=teams)
+    for dim, rows in zip(_TOPS, top_rows, strict=True):
         rows.sort(key=lambda r: (-r.cost_nusd, -r.requests))
         tops[dim] = [r.view((dim,)) for r in rows[:TOP]]
     levels = [lv for lv in await budget_levels(svc, teams) if lv.kind == "team"]

@@ -4,13 +4,14 @@ reliability from the rollups (latency percentiles from histograms, errors, retri
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sluice.errors import BadRequest
 from sluice.store.base import Store
-from sluice.store.rollups import bin_value, hour_of
+from sluice.store.rollups import bin_value, day_of, hour_of
 
 LIST_COLUMNS: Final = (
     "id", "ts", "team", "key_id", "user_id", "tags", "requested_model", "served_model", "provider",
@@ -156,18 +157,29 @@ def percentiles(hist: Mapping[int, int]) -> dict[str, float | None]:
     return out
 
 
-async def reliability(store: Store, since: float, teams: frozenset[str] | None) -> dict[str, Any]:
-    """From the rollups, whole hours from the one ``since`` falls in."""
-    start = hour_of(since)
+#: Periods longer than this read the daily rollups (and chart per day).
+DAILY_AFTER_S: Final = 2 * 86400
+
+
+async def reliability(
+    store: Store, since: float, teams: frozenset[str] | None, now: float | None = None
+) -> dict[str, Any]:
+    """From the rollups: whole hours from the one ``since`` falls in (whole days, charted per day,
+    for periods over two days)."""
+    daily = (now if now is not None else time.time()) - since > DAILY_AFTER_S
+    start = day_of(since) if daily else hour_of(since)
+    unit = "day" if daily else "hour"
     by_target: dict[tuple[str, str, str], dict[int, int]] = {}
     series: dict[tuple[int, str], dict[int, int]] = {}
-    sql = ("SELECT bucket, model, provider, metric, bin, sum(count) FROM rollup_latency_hour WHERE bucket >= ? "
-           "GROUP BY bucket, model, provider, metric, bin")  # fmt: skip
-    for bucket, model, provider, metric, b, n in await store.fetch(sql, [start]):
-        by_target.setdefault((str(model), str(provider), str(metric)), {}).setdefault(int(b), 0)  # type: ignore[call-overload]
-        by_target[(str(model), str(provider), str(metric))][int(b)] += int(n)  # type: ignore[call-overload]
-        hist = series.setdefault((int(bucket), str(metric)), {})  # type: ignore[call-overload]
-        hist[int(b)] = hist.get(int(b), 0) + int(n)  # type: ignore[call-overload]
+    lat_table = f"rollup_latency_{unit}"
+    sql = (f"SELECT model, provider, metric, bin, sum(count) FROM {lat_table} WHERE bucket >= ? "
+           "GROUP BY model, provider, metric, bin")  # fmt: skip
+    for model, provider, metric, b, n in await store.fetch(sql, [start]):
+        hist = by_target.setdefault((str(model), str(provider), str(metric)), {})
+        hist[int(b)] = int(n)  # type: ignore[call-overload]
+    sql = f"SELECT bucket, metric, bin, sum(count) FROM {lat_table} WHERE bucket >= ? GROUP BY bucket, metric, bin"
+    for bucket, metric, b, n in await store.fetch(sql, [start]):
+        series.setdefault((int(bucket), str(metric)), {})[int(b)] = int(n)  # type: ignore[call-overload]
     latency = [
         {
             "model": m or None,
@@ -186,16 +198,16 @@ async def reliability(store: Store, since: float, teams: frozenset[str] | None) 
         team_sql = f" AND team IN ({', '.join('?' for _ in teams)})" if teams else " AND 1 = 0"
         team_params = sorted(teams)
     errors = await store.fetch(
-        "SELECT error_source, error_kind, sum(requests) FROM rollup_hour WHERE bucket >= ? AND errors > 0"
+        f"SELECT error_source, error_kind, sum(requests) FROM rollup_{unit} WHERE bucket >= ? AND errors > 0"
         f"{team_sql} GROUP BY error_source, error_kind ORDER BY 3 DESC", [start, *team_params],
     )  # fmt: skip
     attempts = await store.fetch(
         "SELECT model, provider, sum(requests), sum(errors), sum(retried), sum(extra_attempts), sum(fallbacks), "
-        f"sum(latency_ms_sum) FROM rollup_hour WHERE bucket >= ?{team_sql} GROUP BY model, provider ORDER BY 3 DESC",
+        f"sum(latency_ms_sum) FROM rollup_{unit} WHERE bucket >= ?{team_sql} GROUP BY model, provider ORDER BY 3 DESC",
         [start, *team_params],
     )  # fmt: skip
     return {
-        "since": start, "latency": latency, "over_time": over_time,
+        "since": start, "step": unit, "latency": latency, "over_time": over_time,
         "errors": [{"source": s or None, "kind": k or None, "requests": int(n)} for s, k, n in errors],  # type: ignore[call-overload]
         "attempts": [
             {"model": m or None, "provider": p or None, "requests": int(r), "errors": int(e), "retried": int(rt),  # type: ignore[call-overload]

@@ -12,7 +12,8 @@ and spend reports read them instead of scanning the log; raw records may be dele
 - ``rollup_tag_hour``: spend per hour x tag x team x key x model x provider x route (a request with
   two tags counts once under each);
 - ``rollup_user_hour``: spend per hour x end user x team (users are many: they get a narrow table);
-- ``rollup_day``, ``rollup_tag_day``, ``rollup_user_day``: the same per UTC day, for long periods;
+- ``rollup_day``, ``rollup_tag_day``, ``rollup_user_day``, ``rollup_latency_day``: the same per
+  UTC day, for long periods;
 - ``rollup_latency_hour``: per hour x model x provider, histograms of latency and time to first
   token in log-spaced bins (each bin 20 % wide: a percentile read from them is within 10 %).
 
@@ -158,6 +159,7 @@ DAY_UPSERTS: Final = (
     _upsert("rollup_day", DIMS, MEASURES),
     _upsert("rollup_tag_day", TAG_DIMS, TAG_MEASURES),
     _upsert("rollup_user_day", USER_DIMS, TAG_MEASURES),
+    _upsert("rollup_latency_day", LATENCY_DIMS, ("count",)),
 )
 DAY: Final = 86400
 
@@ -177,7 +179,9 @@ def by_day(rows: list[tuple[Any, ...]], ndims: int) -> list[tuple[Any, ...]]:
 def upserts(rows: Sequence[RequestRow]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """(statement, parameter rows) to add ``rows`` to the rollups, hourly and daily."""
     hourly = aggregate(rows)
-    daily = [by_day(t, len(d)) for t, d in zip(hourly, (DIMS, TAG_DIMS, USER_DIMS), strict=False)]
+    daily = [
+        by_day(t, len(d)) for t, d in zip(hourly, (DIMS, TAG_DIMS, USER_DIMS, LATENCY_DIMS), strict=True)
+    ]
     pairs = [*zip(UPSERTS, hourly, strict=True), *zip(DAY_UPSERTS, daily, strict=True)]
     return [(sql, params) for sql, params in pairs if params]
 
@@ -209,8 +213,11 @@ def rollup_ddl(real: str, bigint: str) -> list[str]:
         table("rollup_day", DIMS, MEASURES, {}),
         table("rollup_tag_day", TAG_DIMS, TAG_MEASURES, {}),
         table("rollup_user_day", USER_DIMS, TAG_MEASURES, {}),
-        table("rollup_latency_hour", LATENCY_DIMS, ("count",), {"bin": bigint}).replace(
-            f"bin {bigint} NOT NULL DEFAULT ''", f"bin {bigint} NOT NULL"
+        *(
+            table(name, LATENCY_DIMS, ("count",), {"bin": bigint}).replace(
+                f"bin {bigint} NOT NULL DEFAULT ''", f"bin {bigint} NOT NULL"
+            )
+            for name in ("rollup_latency_hour", "rollup_latency_day")
         ),
         f"CREATE TABLE IF NOT EXISTS rollup_meta (name TEXT PRIMARY KEY, value {real} NOT NULL)",
     ]
