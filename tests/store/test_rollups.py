@@ -86,12 +86,11 @@ async def test_spend_from_rollups_equals_the_raw_log(store: Store) -> None:  # n
         ("user", "model"),
         ("tag", "user"),
     ]
-    for dims in [(), *[(d,) for d in DIMENSIONS], *two]:
-        got = {
-            s.group: (s.requests, s.cost_nusd, s.prompt_tokens)
-            for s in await insights.spend(store, dims, since)
-        }
-        assert got == _expected(records, dims, since, names), dims
+    for start in (since, None):  # mid-hour a day ago; and everything (whole days from the daily rollups)
+        for dims in [(), *[(d,) for d in DIMENSIONS], *two]:
+            rows = await insights.spend(store, dims, start)
+            got = {s.group: (s.requests, s.cost_nusd, s.prompt_tokens) for s in rows}
+            assert got == _expected(records, dims, start or 0.0, names), (start, dims)
     scoped = await insights.spend(store, ("team",), None, teams=frozenset({"eng"}))
     assert [s.group for s in scoped] == [("eng",)]
 

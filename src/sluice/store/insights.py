@@ -117,7 +117,12 @@ async def spend(
         for row in await _rollup(store, table, dims, full, day, teams):
             _merge(acc, row, len(dims))
         if day != float("inf"):
-            for row in await _rollup(store, table.replace("_hour", "_day"), dims, day, None, teams):
+            dim = one_dimension(dims)
+            daily = (
+                _per_dim(store, dims, dim, day, teams) if dim is not None
+                else _rollup(store, table.replace("_hour", "_day"), dims, day, None, teams)
+            )  # fmt: skip
+            for row in await daily:
                 _merge(acc, row, len(dims))
     out = [Spend(k, *v) for k, v in acc.items() if v[0]]
     return sorted(out, key=lambda s: tuple("" if g is None else str(g) for g in s.group))
@@ -133,6 +138,34 @@ def _merge(acc: dict[tuple[Any, ...], list[int]], row: tuple[Any, ...], n: int) 
 
 def day_ceil(ts: float) -> int:
     return -int(-ts // DAY) * DAY
+
+
+def one_dimension(dims: Sequence[Dim]) -> str | None:
+    """The ``rollup_dim_day`` dimension that answers ``dims``: a total or a per-day series reads
+    the ``team`` rows (each request is under exactly one team value), ``app`` the ``key`` rows."""
+    if not dims or dims == ("day",):
+        return "team"
+    if len(dims) == 1 and dims[0] in ("team", "key", "app", "user", "model", "provider", "route", "tag"):
+        return "key" if dims[0] == "app" else dims[0]
+    return None
+
+
+async def _per_dim(
+    store: Store, dims: Sequence[Dim], dim: str, since: float, teams: frozenset[str] | None
+) -> list[tuple[Any, ...]]:
+    expr = ""
+    if dims == ("day",):
+        expr = _DAY[store.dialect].format(t="r.bucket") + ", "
+    elif dims == ("app",):
+        expr = "coalesce(k.name, nullif(r.value, '')), "
+    elif dims:
+        expr = "nullif(r.value, ''), "
+    join = " LEFT JOIN keys k ON k.id = r.value" if dims == ("app",) else ""
+    where, params = _in("r.team", teams)
+    sql = f"SELECT {expr}{_ROLLUP_SUMS} FROM rollup_dim_day r{join} WHERE r.dim = ? AND r.bucket >= ?{where}"
+    if dims:
+        sql += " GROUP BY 1"
+    return await store.fetch(sql, [dim, int(since), *params])
 
 
 def rollup_table(dims: Sequence[Dim]) -> str | None:

@@ -14,6 +14,8 @@ and spend reports read them instead of scanning the log; raw records may be dele
 - ``rollup_user_hour``: spend per hour x end user x team (users are many: they get a narrow table);
 - ``rollup_day``, ``rollup_tag_day``, ``rollup_user_day``, ``rollup_latency_day``: the same per
   UTC day, for long periods;
+- ``rollup_dim_day``: spend per day x (one dimension: team, key, user, model, provider, route or
+  tag) x its value x team, for the totals and top lists of long periods;
 - ``rollup_latency_hour``: per hour x model x provider, histograms of latency and time to first
   token in log-spaced bins (each bin 20 % wide: a percentile read from them is within 10 %).
 
@@ -102,10 +104,11 @@ def _add(
 
 
 def aggregate(rows: Sequence[RequestRow]) -> list[list[tuple[Any, ...]]]:
-    """The batch's rows for ``rollup_hour``, ``rollup_tag_hour``, ``rollup_user_hour`` and
-    ``rollup_latency_hour``."""
+    """The batch's rows for ``rollup_hour``, ``rollup_tag_hour``, ``rollup_user_hour``,
+    ``rollup_latency_hour`` and ``rollup_dim_day``."""
     main: dict[tuple[Any, ...], list[int | float]] = {}
     users: dict[tuple[Any, ...], list[int | float]] = {}
+    dims: dict[tuple[Any, ...], list[int | float]] = {}
     tags: dict[tuple[Any, ...], list[int | float]] = {}
     lat: dict[tuple[Any, ...], list[int | float]] = {}
     for r in rows:
@@ -122,10 +125,15 @@ def aggregate(rows: Sequence[RequestRow]) -> list[list[tuple[Any, ...]]]:
         fallback = 1 if retried and _fell_back(r[_I["attempts_detail"]] or "[]") else 0
         spend = (1, error, prompt, completion)
         _add(users, (bucket, user, team), (*spend, cost or 0, unpriced))
+        day, values = day_of(bucket), (*spend, cost or 0, unpriced)
+        for dim, value in (("team", team), ("key", key), ("user", user), ("model", model),
+                           ("provider", provider), ("route", route)):  # fmt: skip
+            _add(dims, (day, dim, value, team), values)
         _add(main, (bucket, team, key, model, provider, route, r[_I["error_source"]] or "", r[_I["error_kind"]] or ""),
              (*spend, r[_I["cached_tokens"]], cost or 0, unpriced, r[_I["latency_ms"]], retried,
               max(0, attempts - 1), fallback))  # fmt: skip
         for tag in json.loads(r[_I["tags"]] or "[]"):
+            _add(dims, (day, "tag", str(tag), team), values)
             _add(
                 tags,
                 (bucket, str(tag), team, key, model, provider, route),
@@ -136,7 +144,7 @@ def aggregate(rows: Sequence[RequestRow]) -> list[list[tuple[Any, ...]]]:
             ttft = r[_I["ttft_ms"]]
             if ttft is not None:
                 _add(lat, (bucket, model, provider, "ttft", latency_bin(ttft)), (1,))
-    return [[(*k, *v) for k, v in table.items()] for table in (main, tags, users, lat)]
+    return [[(*k, *v) for k, v in table.items()] for table in (main, tags, users, lat, dims)]
 
 
 def _upsert(table: str, dims: Sequence[str], measures: Sequence[str]) -> str:
@@ -162,6 +170,10 @@ DAY_UPSERTS: Final = (
     _upsert("rollup_latency_day", LATENCY_DIMS, ("count",)),
 )
 DAY: Final = 86400
+#: One dimension at a time, per day and team: what a long period's totals and top lists read
+#: (a few rows per value, where the full daily rollup has one per combination of values).
+DIM_DAY_DIMS: Final = ("dim", "value", "team")
+DIM_DAY_UPSERT: Final = _upsert("rollup_dim_day", DIM_DAY_DIMS, TAG_MEASURES)
 
 
 def day_of(ts: float) -> int:
@@ -178,11 +190,14 @@ def by_day(rows: list[tuple[Any, ...]], ndims: int) -> list[tuple[Any, ...]]:
 
 def upserts(rows: Sequence[RequestRow]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """(statement, parameter rows) to add ``rows`` to the rollups, hourly and daily."""
-    hourly = aggregate(rows)
-    daily = [
-        by_day(t, len(d)) for t, d in zip(hourly, (DIMS, TAG_DIMS, USER_DIMS, LATENCY_DIMS), strict=True)
+    *hourly, per_dim = aggregate(rows)
+    shapes = (DIMS, TAG_DIMS, USER_DIMS, LATENCY_DIMS)
+    daily = [by_day(t, len(d)) for t, d in zip(hourly, shapes, strict=True)]
+    pairs = [
+        *zip(UPSERTS, hourly, strict=True),
+        *zip(DAY_UPSERTS, daily, strict=True),
+        (DIM_DAY_UPSERT, per_dim),
     ]
-    pairs = [*zip(UPSERTS, hourly, strict=True), *zip(DAY_UPSERTS, daily, strict=True)]
     return [(sql, params) for sql, params in pairs if params]
 
 
@@ -213,6 +228,10 @@ def rollup_ddl(real: str, bigint: str) -> list[str]:
         table("rollup_day", DIMS, MEASURES, {}),
         table("rollup_tag_day", TAG_DIMS, TAG_MEASURES, {}),
         table("rollup_user_day", USER_DIMS, TAG_MEASURES, {}),
+        # Keyed by dimension first: a query reads one dimension's rows over a range of days.
+        table("rollup_dim_day", DIM_DAY_DIMS, TAG_MEASURES, {}).replace(
+            "PRIMARY KEY (bucket, dim, value, team)", "PRIMARY KEY (dim, bucket, value, team)"
+        ),
         *(
             table(name, LATENCY_DIMS, ("count",), {"bin": bigint}).replace(
                 f"bin {bigint} NOT NULL DEFAULT ''", f"bin {bigint} NOT NULL"
