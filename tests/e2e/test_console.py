@@ -54,6 +54,10 @@ def gw(tmp_path_factory: pytest.TempPathFactory, fake_upstream: FakeOpenAI) -> I
             )  # fmt: skip
         with pytest.raises(openai.APIStatusError):
             client.chat.completions.create(model="fault-500", messages=[{"role": "user", "content": "x"}])
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "stream"}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     yield gateway
     gateway.stop()
 
@@ -111,11 +115,11 @@ def _wait_logged(gw: Gateway, n: int) -> None:
 
 
 def test_admin_signs_in_reads_every_page_and_manages_keys(browser: Any, gw: Gateway) -> None:
-    _wait_logged(gw, 9)
+    _wait_logged(gw, 11)
     c = Console(browser, gw)
     c.sign_in(ADMIN_KEY)
     c.page.wait_for_selector("#kpi-requests")
-    assert int(c.page.inner_text("#kpi-requests .value").replace(",", "")) >= 9
+    assert int(c.page.inner_text("#kpi-requests .value").replace(",", "")) >= 11
     assert "billing" in c.page.inner_text("#content") and "eng-app" in c.page.inner_text("#content")
     assert c.page.locator("svg.chart polyline").count() >= 2
     c.shot("overview")
@@ -144,7 +148,7 @@ def test_admin_signs_in_reads_every_page_and_manages_keys(browser: Any, gw: Gate
 
 
 def test_request_log_filters(browser: Any, gw: Gateway) -> None:
-    _wait_logged(gw, 9)
+    _wait_logged(gw, 11)
     c = Console(browser, gw)
     c.sign_in(ADMIN_KEY)
     c.open("requests")
@@ -163,7 +167,7 @@ def test_request_log_filters(browser: Any, gw: Gateway) -> None:
 
 
 def test_team_admin_sees_only_its_team(browser: Any, gw: Gateway) -> None:
-    _wait_logged(gw, 9)
+    _wait_logged(gw, 11)
     c = Console(browser, gw)
     c.sign_in(ENG_ADMIN_KEY)
     for name in PAGES:

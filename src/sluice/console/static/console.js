@@ -163,12 +163,14 @@ async function renderOverview(root) {
 async function renderReliability(root) {
   const d = await api("GET", `/admin/reliability?since=${period()}`);
   const lat = d.over_time.filter((r) => r.metric === "latency");
-  const labels = lat.map((r) => r.bucket);
+  const ttft = d.over_time.filter((r) => r.metric === "ttft");
+  const chart = (rows) => lineChart(rows.map((r) => r.bucket), ["p50", "p95", "p99"].map((p) => ({ name: p, values: rows.map((r) => r[p]) })), ms);
   root.append(h("div", { class: "grid2" },
-    panel("Latency over time (all models)", lineChart(labels, ["p50", "p95", "p99"].map((p) => ({ name: p, values: lat.map((r) => r[p]) })), ms)),
+    panel(`Latency per ${d.step} (all models)`, chart(lat)),
+    panel(`Time to first token per ${d.step} (streams)`, chart(ttft)),
     panel("Errors by source and kind", table([
       { label: "source", get: (r) => r.source }, { label: "kind", get: (r) => r.kind },
-      { label: "requests", num: true, get: (r) => num(r.requests) }], d.errors))));
+      { label: "requests", num: true, get: (r) => num(r.requests) }], d.errors, null, "no errors"))));
   const pcols = ["p50", "p95", "p99", "p999"].map((p) => ({ label: p, num: true, get: (r) => ms(r[p]) }));
   root.append(panel("Latency and time to first token by model and provider", table([
     { label: "model", get: (r) => r.model }, { label: "provider", get: (r) => r.provider },
