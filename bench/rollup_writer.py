@@ -1,7 +1,8 @@
 """What rollups cost the record writer: CPU microseconds per record for the store's batch insert
 with rollups (as the gateway runs it) against the bare insert of the same rows, SQLite, in batches
 of ``store.batch_size`` (500). The writer runs off the request path (its own thread for SQLite);
-this is the CPU it takes from the machine.
+this is the CPU it takes from the machine. The records arrive in time order, spread over
+``--hours`` (as a gateway's batches do: each holds the requests of a fraction of a second).
 
     .venv/bin/python bench/rollup_writer.py [--records N] [--batch 500]
 """
@@ -54,8 +55,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--hours", type=float, default=1.0, help="the records' time span")
     args = ap.parse_args()
-    rows = [request_to_row(r) for r in records(args.records, days=1)]
+    generated = sorted(records(args.records, days=args.hours / 24), key=lambda r: r.ts)  # type: ignore[arg-type]
+    rows = [request_to_row(r) for r in generated]
     batches = [rows[i : i + args.batch] for i in range(0, len(rows), args.batch)]
     with tempfile.TemporaryDirectory() as tmp:
         plain = bare(f"{tmp}/bare.db", batches)

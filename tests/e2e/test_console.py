@@ -143,6 +143,7 @@ def test_admin_signs_in_reads_every_page_and_manages_keys(browser: Any, gw: Gate
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     audit = c.open("audit")
+    c.shot("audit")  # again, now with the console's own changes
     assert "key.revoked" in audit and "key.created" in audit and "console" in audit
     assert c.errors == [], c.errors
 
