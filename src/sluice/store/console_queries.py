@@ -21,6 +21,10 @@ LIST_COLUMNS: Final = (
 DETAIL_COLUMNS: Final = (*LIST_COLUMNS, "endpoint", "error_message", "cached_tokens", "cache_write_tokens",
                          "reasoning_tokens", "attempts_detail", "note", "route_reason", "prices", "cost_estimated")  # fmt: skip
 PAGE_MAX: Final = 200
+#: Errors the gateway answered because of the request itself (the caller's to fix): shown as
+#: source ``client``; the gateway's own (rate limits, budgets, outages) stay ``gateway``.
+CLIENT_KINDS: Final = frozenset({"bad_request", "auth", "permission", "not_found", "too_large",
+                                 "unsupported_media_type"})  # fmt: skip
 PERCENTILES: Final = {"p50": 0.5, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
 
@@ -140,6 +144,12 @@ async def get_request(store: Store, request_id: str, teams: frozenset[str] | Non
     return v
 
 
+def _source(source: object, kind: object) -> str | None:
+    if source == "gateway" and kind in CLIENT_KINDS:
+        return "client"
+    return str(source) if source else None
+
+
 def percentiles(hist: Mapping[int, int]) -> dict[str, float | None]:
     """p50 … p999 of a histogram (bin -> count), each the middle of its bin (within 10 %)."""
     total = sum(hist.values())
@@ -208,7 +218,7 @@ async def reliability(
     )  # fmt: skip
     return {
         "since": start, "step": unit, "latency": latency, "over_time": over_time,
-        "errors": [{"source": s or None, "kind": k or None, "requests": int(n)} for s, k, n in errors],  # type: ignore[call-overload]
+        "errors": [{"source": _source(s, k), "kind": k or None, "requests": int(n)} for s, k, n in errors],  # type: ignore[call-overload]
         "attempts": [
             {"model": m or None, "provider": p or None, "requests": int(r), "errors": int(e), "retried": int(rt),  # type: ignore[call-overload]
              "extra_attempts": int(x), "fallbacks": int(fb), "mean_latency_ms": round(float(ls) / int(r), 1) if r else None}  # type: ignore[call-overload, arg-type]
