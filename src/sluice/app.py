@@ -52,7 +52,10 @@ from sluice.server import (
     admin_routes,
     anthropic_routes,
     cache_routes,
+    console_routes,
     feedback_routes,
+    insight_routes,
+    manage_routes,
     metrics_routes,
     openai_routes,
     ops_routes,
@@ -107,6 +110,9 @@ def route_tables() -> list[RouteTable]:
         feedback_routes.routes,
         metrics_routes.routes,
         stats_routes.routes,
+        manage_routes.routes,
+        insight_routes.routes,
+        console_routes.routes,
     ]
 
 

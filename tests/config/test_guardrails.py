@@ -40,7 +40,7 @@ routes: [{name: r, guardrails: [pii-redact, injection]}]
 
 
 def test_the_example_policy_has_guardrails() -> None:
-    config = parse_config(yaml.safe_load(EXAMPLE.read_text()), {n: "x" for n in _env_names()})
+    config = parse_config(yaml.safe_load(EXAMPLE.read_text()), {n: f"x-{n}" for n in _env_names()})
     assert set(config.guardrails) >= {"pii-redact", "no-secrets", "injection", "json-out", "lakera"}
 
 

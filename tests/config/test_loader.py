@@ -73,11 +73,13 @@ def test_bundled_demo_config_is_valid() -> None:
 def test_documented_example_policy_is_valid() -> None:
     path = Path(__file__).resolve().parents[2] / "examples/sluice.yaml"
     env = {
-        n: "x"
+        n: f"x-{n}"  # distinct: two admin keys may not share a secret
         for n in (
             "OPENAI_API_KEY",
             "GROQ_API_KEY",
             "SLUICE_ADMIN_KEY",
+            "SLUICE_FINANCE_KEY",
+            "SLUICE_SEARCH_ADMIN_KEY",
             "SLUICE_KEY_SECRET",
             "SLUICE_ALERT_WEBHOOK",
             "ANTHROPIC_API_KEY",

@@ -111,7 +111,10 @@ def assert_shape(dialect: str, status: int, body: Any, what: str) -> None:
 
 
 def concrete(path: str) -> str:
-    return path.replace("{model:.+}", "m").replace("{key_id}", "key_x").replace("{id}", "x")
+    return (
+        path.replace("{model:.+}", "m").replace("{key_id}", "key_x").replace("{id}", "x")
+        .replace("{request_id}", "req_x").replace("{name}", "console.js")
+    )  # fmt: skip
 
 
 def all_routes() -> list[tuple[str, str, bool]]:
@@ -134,7 +137,17 @@ def auth(live: Live, path: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-UNAUTHENTICATED = {"/healthz", "/readyz", "/metrics"}  # /metrics: unless metrics.auth
+#: Public by design: the probes, /metrics (unless metrics.auth), the console's files, and its
+#: sign-in / who-am-I / sign-out.
+UNAUTHENTICATED = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/ui",
+    "/ui/",
+    "/ui/static/console.js",
+    "/ui/api/session",
+}
 
 
 async def test_route_list_covers_both_dialects() -> None:

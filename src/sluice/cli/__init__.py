@@ -6,77 +6,28 @@ either, the bundled demo policy (SQLite in ./sluice.db, the built-in demo upstre
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from importlib import resources
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import msgspec
 
-from sluice.config import Config, load_config
+from sluice.cli.base import (
+    _config_path,
+    _database,
+    _emit,
+    _load,
+    _with_store,
+    config_option,
+    json_option,
+)
 from sluice.config.loader import policy_warnings
 from sluice.errors import ConfigError, SluiceError
-from sluice.store.base import Store, StoreUnavailable, create_store, store_location
+from sluice.store.base import Store
 from sluice.store.keys import KeyCreate, key_from_spec, resolve_hmac_key, validate_key_request
-from sluice.store.records import GROUP_BY_VALUES
-from sluice.store.sqlite import sqlite_path
 from sluice.store.views import key_view, parse_since
-
-T = TypeVar("T")
-
-
-def _config_path(path: str | None) -> Path:
-    chosen = path or os.environ.get("SLUICE_CONFIG")
-    if chosen:
-        return Path(chosen)
-    return Path(str(resources.files("sluice.config").joinpath("demo.yaml")))
-
-
-def _load(path: str | None) -> Config:
-    try:
-        config = load_config(_config_path(path))
-        from sluice.app import validate
-
-        validate(config)
-        return config
-    except ConfigError as exc:
-        raise click.ClickException(exc.message) from None
-
-
-def _database(config: Config, *, create: bool) -> None:
-    """Say which database the command uses. A relative SQLite path is resolved against the
-    current directory, by ``serve`` and every other command alike; a command that only reads
-    refuses a database that is not there rather than create an empty one."""
-    url = config.store.url
-    location = store_location(url)
-    if not url.startswith("sqlite:") or location == ":memory:" or Path(location).exists():
-        click.echo(f"database: {location}", err=True)
-        return
-    relative = not Path(sqlite_path(url)).is_absolute()
-    where = f"store.url {url!r}" + (", relative to the current directory" if relative else "")
-    if not create:
-        raise click.ClickException(
-            f"no database at {location} ({where}). The gateway creates it when it first starts: run this "
-            "command in the directory `sluice serve` runs in, or give store.url an absolute path."
-        )
-    click.echo(
-        f"database: {location} (new: none was there; {where}). A gateway started in another "
-        "directory uses another database and will not know this key.",
-        err=True,
-    )
-
-
-config_option = click.option(
-    "--config", "config_path", envvar="SLUICE_CONFIG", type=click.Path(dir_okay=False),
-    help="Policy file (default: $SLUICE_CONFIG, else the bundled demo policy).",
-)  # fmt: skip
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 @click.group()
@@ -125,49 +76,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
-    async def run() -> T:
-        store = create_store(config.store.url)
-        await store.open()
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(run())
-    except (StoreUnavailable, SluiceError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    widths = {c: max([len(c)] + [len(_cell(r.get(c))) for r in rows]) for c in columns}
-    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns))
-    for r in rows:
-        click.echo("  ".join(_cell(r.get(c)).ljust(widths[c]) for c in columns))
-
-
-def _cell(v: object) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, list):
-        return ",".join(map(str, v))
-    if isinstance(v, float):
-        return _decimal(v)
-    return str(v)
-
-
-def _decimal(v: float) -> str:
-    """Fixed notation to the last significant digit (a cost of $0.0000012 is not 0.000000)."""
-    if v == 0:
-        return "0"
-    text = f"{v:.10f}".rstrip("0").rstrip(".")
-    return text if text not in ("0", "-0") else f"{v:.2e}"
-
-
 @main.group()
 def keys() -> None:
     """Create, list and revoke gateway keys."""
@@ -203,7 +111,7 @@ def keys_create(config_path: str | None, team: str, models: str | None, as_json:
         raise click.ClickException(exc.message) from None
     _database(config, create=True)
     secret, record = key_from_spec(hmac_key, spec)
-    _with_store(config, lambda s: s.create_key(record))
+    _with_store(config, lambda s: cli_audit.create_key(s, record))
     view = {**key_view(record), "key": secret}
     if as_json:
         click.echo(json.dumps(view, indent=2))
@@ -237,7 +145,7 @@ def keys_revoke(config_path: str | None, key_id: str) -> None:
     """Revoke a key: every replica refuses it within store.key_refresh_s."""
     config = _load(config_path)
     _database(config, create=False)
-    if not _with_store(config, lambda s: s.revoke_key(key_id, time.time())):
+    if not _with_store(config, lambda s: cli_audit.revoke_key(s, key_id, time.time())):
         raise click.ClickException(f"no active key with id '{key_id}'")
     click.echo(f"revoked {key_id}")
 
@@ -277,35 +185,37 @@ def budgets(config_path: str | None, url: str | None, as_json: bool) -> None:
 
 @main.command()
 @config_option
-@click.option("--by", "group_by", type=click.Choice(GROUP_BY_VALUES), default="team", show_default=True)
+@click.option("--by", "group_by", default="team", show_default=True,
+              help="One or two of team, key, app, user, model, provider, route, tag, day (e.g. team,model).")  # fmt: skip
 @click.option("--since", help="2026-11-01, an ISO time, or 7d / 24h ago.")
 @json_option
 def spend(config_path: str | None, group_by: str, since: str | None, as_json: bool) -> None:
-    """Requests, tokens and cost, grouped."""
+    """Requests, tokens and cost, grouped (read from the rollups)."""
+    from sluice.store import insights
+
     config = _load(config_path)
     try:
+        dims = insights.parse_dims(group_by)
         since_ts = parse_since(since)
     except SluiceError as exc:
         raise click.ClickException(exc.message) from None
     _database(config, create=False)
-    rows = _with_store(config, lambda s: s.spend(group_by, since_ts))  # type: ignore[arg-type]
+
+    async def read(s: Store) -> tuple[list[insights.Spend], dict[tuple[str | None, ...], float] | None]:
+        return await insights.spend(s, dims, since_ts), await insights.saved(s, dims, since_ts)
+
+    rows, saved = _with_store(config, read)
     out = [
-        {group_by: r.group, "requests": r.requests, "errors": r.errors, "prompt_tokens": r.prompt_tokens,
-         "completion_tokens": r.completion_tokens,
+        {**dict(zip(dims, r.group, strict=True)), "requests": r.requests, "errors": r.errors,
+         "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
          "cost_usd": float(r.cost_usd) if as_json else format(r.cost_usd.normalize(), "f"),
-         "cost_nusd": int(r.cost_usd.scaleb(9)), "unpriced": r.unpriced, "saved_usd": round(r.saved_usd, 9)}
+         "cost_nusd": r.cost_nusd, "unpriced": r.unpriced,
+         **({"saved_usd": saved.get(tuple(r.group), 0.0)} if saved is not None else {})}
         for r in rows
     ]  # fmt: skip
-    columns = [
-        group_by,
-        "requests",
-        "errors",
-        "prompt_tokens",
-        "completion_tokens",
-        "cost_usd",
-        "unpriced",
-        "saved_usd",
-    ]
+    columns = [*dims, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "unpriced"]
+    if saved is not None:
+        columns.append("saved_usd")
     _emit(out, as_json, columns)
     if not as_json and since_ts:
         click.echo(f"(since {datetime.fromtimestamp(since_ts, UTC).isoformat(timespec='seconds')})", err=True)
@@ -374,6 +284,7 @@ def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> 
                           "primary_latency_ms", "shadow_latency_ms", "primary_cost_usd", "shadow_cost_usd"])  # fmt: skip
 
 
+from sluice.cli import audit as cli_audit  # noqa: E402
 from sluice.cli.cache import cache  # noqa: E402
 from sluice.cli.cost import prices, reconcile, report  # noqa: E402  (their own modules; registered here)
 from sluice.cli.feedback import feedback  # noqa: E402
@@ -388,3 +299,5 @@ main.add_command(db)
 main.add_command(reload)
 main.add_command(stats)
 main.add_command(cache)
+main.add_command(cli_audit.audit)
+keys.add_command(cli_audit.keys_limits)

@@ -17,7 +17,7 @@ _FIELDS = ["backend", "entries", "bytes", "max_bytes", "hits", "misses", "bypass
 
 
 def _options(fn: Any) -> Any:
-    from sluice.cli import config_option, json_option
+    from sluice.cli.base import config_option, json_option
 
     for option in (
         json_option,
@@ -62,7 +62,7 @@ def cache_stats(
     config_path: str | None, route: str | None, team: str | None, url: str | None, as_json: bool
 ) -> None:
     """Entries and bytes held; this replica's hits, misses, bypasses and writes."""
-    from sluice.cli import _load
+    from sluice.cli.base import _load
 
     view = _call(_load(config_path), url, "GET", route, team)
     if as_json:
@@ -79,7 +79,7 @@ def cache_clear(
     config_path: str | None, route: str | None, team: str | None, url: str | None, as_json: bool
 ) -> None:
     """Drop entries (of a route, a team, or all of them)."""
-    from sluice.cli import _load
+    from sluice.cli.base import _load
 
     out = _call(_load(config_path), url, "DELETE", route, team)
     click.echo(json.dumps(out, indent=2) if as_json else f"cleared {out['cleared']} entries")

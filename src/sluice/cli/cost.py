@@ -22,7 +22,7 @@ _MTOK = Decimal(1_000_000)
 
 
 def _book(config_path: str | None) -> PriceBook:
-    from sluice.cli import _load
+    from sluice.cli.base import _load
 
     return PriceBook.load(_load(config_path).prices)
 
@@ -121,7 +121,7 @@ def reconcile(
 ) -> None:
     """Compare the ledger with a provider's bill, per day and model, with the requests behind any
     difference. Exits 1 when they differ."""
-    from sluice.cli import _load, _with_store
+    from sluice.cli.base import _load, _with_store
     from sluice.errors import SluiceError
     from sluice.pricing.bills import BillFormatError, read_bill
     from sluice.pricing.reconcile import charges_for
@@ -222,7 +222,7 @@ def report(config_path: str | None, period: str, send: bool, as_json: bool) -> N
 
     import msgspec
 
-    from sluice.cli import _load, _with_store
+    from sluice.cli.base import _load, _with_store
     from sluice.store.reports import last_period, make_report, report_text
     from sluice.transport.client import Transport
     from sluice.transport.webhook import Webhook, WebhookFailed

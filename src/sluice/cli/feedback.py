@@ -22,7 +22,7 @@ def report(
     config_path: str | None, metric: str | None, group_by: str, since: str | None, as_json: bool
 ) -> None:
     """Counts, means and 95% confidence intervals per metric and group."""
-    from sluice.cli import _emit, _load, _with_store
+    from sluice.cli.base import _emit, _load, _with_store
     from sluice.errors import SluiceError
     from sluice.routing.feedback import summarise
     from sluice.store.views import parse_since

@@ -18,7 +18,7 @@ from sluice.store.stats import STATS_BY_VALUES
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def stats(config_path: str | None, by: str, since: str | None, as_json: bool) -> None:
     """Requests, error rates by source, p50/p95/p99/p999 latency and time to first token."""
-    from sluice.cli import _emit, _load, _with_store
+    from sluice.cli.base import _emit, _load, _with_store
     from sluice.errors import SluiceError
     from sluice.store.views import parse_since
 

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from sluice.config.admin import check_admin_keys
 from sluice.config.cache import check_cache
 from sluice.config.feedback import check_feedback
 from sluice.config.guardrails import check_guardrails, fix_yaml_on_keys
@@ -153,6 +154,7 @@ def _check_references(config: Config, origin: str) -> None:
     lists += [(f"$.routes[{i}].guardrails", r.guardrails) for i, r in enumerate(config.routes)]
     check_guardrails(config.guardrails, lists, origin)
     check_cache(config.cache, [r.cache for r in config.routes], config.state.url, config.models, origin)
+    check_admin_keys(config.server.admin_keys, config.server.admin_key, set(config.teams), origin)
     for team_name, team in config.teams.items():
         for i, model_name in enumerate(team.models or []):
             if model_name not in config.models:

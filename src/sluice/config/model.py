@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from sluice.config.adaptive import AdaptiveConfig
+from sluice.config.admin import AdminKeyConfig
 from sluice.config.cache import CacheConfig
 from sluice.config.feedback import FeedbackConfig
 from sluice.config.guardrails import GuardrailConfig, PayloadMode
@@ -31,6 +32,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     port: int = 4000
     #: Bearer key for /admin/*. Without it the admin API answers 403 to everyone.
     admin_key: Secret | None = None
+    #: More admin keys, each with a name and a role (config/admin.py).
+    admin_keys: list[AdminKeyConfig] = msgspec.field(default_factory=list)
     #: HMAC key for hashing gateway keys. Without it a random one is kept in a 0600 file next to a
     #: SQLite store; PostgreSQL stores require it (every replica must share it).
     key_secret: Secret | None = None

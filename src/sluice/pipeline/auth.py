@@ -118,6 +118,14 @@ class KeyCache:
             if (kept := [(h, p) for h, p in entries if p.key_id != key_id])
         }
 
+    def active(self, key_id: str) -> Principal | None:
+        """The active key with this id, from the cache (the console's key sessions)."""
+        for entries in self._by_prefix.values():
+            for _, principal in entries:
+                if principal.key_id == key_id:
+                    return principal
+        return None
+
     async def authenticate(self, presented: str | None) -> Principal:
         if not presented:
             raise AuthenticationFailed(

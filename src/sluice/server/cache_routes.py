@@ -8,7 +8,9 @@ the entries of a route, a team (its key- and team-scoped entries), both, or all.
 from __future__ import annotations
 
 from sluice.errors import BadRequest, ServiceUnavailable, SluiceError
-from sluice.server.admin_routes import _check_admin, _json
+from sluice.server import audit_log
+from sluice.server.admin_routes import _json
+from sluice.server.authz import authorize
 from sluice.server.dispatch import RouteTable
 from sluice.server.render import error_response
 from sluice.server.services import Services
@@ -33,7 +35,7 @@ def _filters(request: Request) -> tuple[str | None, str | None]:
 @routes.get("/admin/cache")
 async def cache_stats(request: Request) -> Response:
     try:
-        _check_admin(request)
+        await authorize(request, "read", unscoped=True)
         route, team = _filters(request)
         assert request.services.cache is not None
         view = await request.services.cache.stats(route, team)
@@ -45,10 +47,11 @@ async def cache_stats(request: Request) -> Response:
 @routes.delete("/admin/cache")
 async def cache_clear(request: Request) -> Response:
     try:
-        _check_admin(request)
+        admin = await authorize(request, "write", unscoped=True)
         route, team = _filters(request)
         assert request.services.cache is not None
         cleared = await request.services.cache.clear(route, team)
+        await audit_log.record(request, admin, "cache.cleared", route, team, None, {"cleared": cleared})
     except SluiceError as exc:
         return error_response(exc, None)
     return _json({"route": route, "team": team, "cleared": cleared})

@@ -107,12 +107,15 @@ class Dispatcher:
     def __init__(self, *tables: RouteTable, default: Dialect = OPENAI) -> None:
         self.tables = tables
         self._exact: dict[str, Methods] = {}
-        self._templates: list[tuple[str, str, bool, Methods]] = []
+        templates: dict[tuple[str, str, bool], Methods] = {}
         for table in tables:
             for path, methods in table.exact.items():
                 self._exact.setdefault(path, {}).update(methods)
-            for (prefix, name, rest), methods in table.templates.items():
-                self._templates.append((prefix, name, rest, methods))
+            for template, methods in table.templates.items():  # one path's methods from several tables
+                templates.setdefault(template, {}).update(methods)
+        self._templates = [
+            (prefix, name, rest, methods) for (prefix, name, rest), methods in templates.items()
+        ]
         self.dialect_of = DialectMap(default, [t.dialect for t in tables if t.dialect is not None])
 
     def resolve(self, request: Request) -> Methods | None:

@@ -15,7 +15,7 @@ import time
 from sluice.errors import BadRequest, NotFound, SluiceError
 from sluice.routing.feedback import GROUP_BY, negative, summarise, validate
 from sluice.schema.openai import encode
-from sluice.server.admin_routes import _check_admin
+from sluice.server.authz import authorize
 from sluice.server.dispatch import RouteTable
 from sluice.server.http import presented_key, read_json_body
 from sluice.server.render import error_response
@@ -77,7 +77,7 @@ async def feedback_report(request: Request) -> Response:
     """Counts, means and 95% intervals: ``?metric=helpful&by=route|model|target|tag&since=7d``."""
     svc = request.services
     try:
-        _check_admin(request)
+        await authorize(request, "read", unscoped=True)
         by = request.query.get("by", "metric")
         if by not in GROUP_BY:
             raise BadRequest(f"'by' must be one of {', '.join(GROUP_BY)}", param="by")

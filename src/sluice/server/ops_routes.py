@@ -6,7 +6,8 @@ import msgspec
 
 from sluice.errors import BadRequest, SluiceError
 from sluice.schema.openai import encode
-from sluice.server.admin_routes import check_admin
+from sluice.server import audit_log
+from sluice.server.authz import authorize
 from sluice.server.dispatch import RouteTable
 from sluice.server.http import read_json_body
 from sluice.server.render import error_response
@@ -15,25 +16,13 @@ from sluice.server.wire import Request, Response
 routes = RouteTable()
 
 
-@routes.get("/admin/policy")
-async def policy(request: Request) -> Response:
-    """The version (file hash) being served, the last reload's outcome, what needs a restart."""
-    svc = request.services
-    try:
-        check_admin(request)
-    except SluiceError as exc:
-        return error_response(exc, None)
-    view = svc.reloader.view() if svc.reloader is not None else {"version": svc.policy_version}
-    return Response(200, encode(view))
-
-
 @routes.post("/admin/reload")
 async def reload(request: Request) -> Response:
     """Load the policy file again: 200 when applied (or unchanged), 422 when it was refused
     (the old policy keeps serving; the error is in the body)."""
     svc = request.services
     try:
-        check_admin(request)
+        admin = await authorize(request, "write", unscoped=True)
         await _no_fields(request)
     except SluiceError as exc:
         return error_response(exc, None)
@@ -41,8 +30,12 @@ async def reload(request: Request) -> Response:
         return Response(
             409, encode({"error": {"message": "no policy file to reload", "type": "invalid_request_error"}})
         )
+    before = svc.policy_version
     ok, view = await svc.reloader.reload("admin")
     if ok:
+        if view.get("changed"):
+            await audit_log.record(request, admin, "policy.reloaded", svc.policy_version, None,
+                                   {"version": before}, {"version": svc.policy_version})  # fmt: skip
         return Response(200, encode(view))
     body = {**view, "error": {"message": view.get("error", "reload failed"), "type": "invalid_request_error"}}
     return Response(422, encode(body))

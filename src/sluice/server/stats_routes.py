@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sluice.errors import BadRequest, SluiceError
 from sluice.schema.openai import encode
-from sluice.server.admin_routes import _check_admin
+from sluice.server.authz import authorize
 from sluice.server.dispatch import RouteTable
 from sluice.server.render import error_response
 from sluice.server.wire import Request, Response
@@ -20,7 +20,7 @@ async def stats(request: Request) -> Response:
     svc = request.services
     by = request.query.get("by", "model")
     try:
-        _check_admin(request)
+        await authorize(request, "read", unscoped=True)
         if by not in STATS_BY_VALUES:
             raise BadRequest(f"by must be one of {', '.join(STATS_BY_VALUES)}", param="by")
         since = parse_since(request.query.get("since"))

@@ -8,6 +8,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from sluice.errors import ConfigError
+from sluice.store.audit import AuditEntry
 from sluice.store.feedback import FeedbackRow, RequestFacts
 from sluice.store.migrations import SchemaStatus
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
@@ -92,6 +93,19 @@ class Store(Protocol):
 
     async def latency_stats(self, by: StatsBy, since: float | None) -> list[LatencyRow]:
         """Counts, errors by source and latency / TTFT percentiles per group (see store.stats)."""
+        ...
+
+    #: ``sqlite`` or ``postgres``: which SQL the console's queries speak.
+    dialect: str
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Rows of a read-only query written with ``?`` placeholders (the console, rollups, audit)."""
+        ...
+
+    async def append_audit(self, entry: AuditEntry) -> None: ...
+
+    async def update_key(self, key: KeyRecord) -> bool:
+        """Replace an active key's limits; False when no active key has its id."""
         ...
 
 

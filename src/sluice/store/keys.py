@@ -125,3 +125,27 @@ def key_from_spec(hmac_key: bytes, spec: KeyCreate) -> tuple[str, KeyRecord]:
         record, rpm=spec.rpm, tpm=spec.tpm, concurrent=spec.concurrent, budget_usd=spec.budget_usd,
         budget_period=spec.budget_period or ("monthly" if spec.budget_usd is not None else None),
     )  # fmt: skip
+
+
+class KeyLimits(msgspec.Struct, forbid_unknown_fields=True):
+    """A change of a key's own limits (``PATCH /admin/keys/{id}``, ``sluice keys limits``): the
+    fields given are set (``null`` removes that limit), the others are kept."""
+
+    rpm: Annotated[int, msgspec.Meta(gt=0)] | msgspec.UnsetType | None = msgspec.UNSET
+    tpm: Annotated[int, msgspec.Meta(gt=0)] | msgspec.UnsetType | None = msgspec.UNSET
+    concurrent: Annotated[int, msgspec.Meta(gt=0)] | msgspec.UnsetType | None = msgspec.UNSET
+    budget_usd: Annotated[float, msgspec.Meta(ge=0)] | msgspec.UnsetType | None = msgspec.UNSET
+    budget_period: Literal["daily", "weekly", "monthly"] | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def apply_limits(key: KeyRecord, change: KeyLimits) -> KeyRecord:
+    """The key with ``change`` applied; a budget without a period is monthly, no budget no period."""
+    fields = {
+        f: getattr(change, f) for f in change.__struct_fields__ if getattr(change, f) is not msgspec.UNSET
+    }
+    updated = dataclasses.replace(key, **fields)
+    if updated.budget_usd is None:
+        return dataclasses.replace(updated, budget_period=None)
+    if updated.budget_period is None:
+        return dataclasses.replace(updated, budget_period="monthly")
+    return updated

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sluice.store.console_schema import pg_console_tables, sqlite_console_tables
 from sluice.store.schema_sql import ddl
 
 #: The PostgreSQL advisory lock key for migrations (any constant shared by every replica).
@@ -251,6 +252,7 @@ def sqlite_migrate(conn: sqlite3.Connection) -> list[str]:
     )  # the write lock: a second process waits (busy_timeout), then sees it done
     try:
         applied = _sqlite_apply(conn)
+        sqlite_console_tables(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -310,6 +312,7 @@ async def pg_migrate(conn: Any) -> list[str]:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PG_LOCK_KEY)
         version = await _pg_version(conn)
         if version >= LATEST:
+            await pg_console_tables(conn)
             return []
         tables, indexes = _split_ddl("postgres")
         await conn.execute(_VERSION_DDL.format(**_TYPES["postgres"]))
@@ -328,4 +331,5 @@ async def pg_migrate(conn: Any) -> list[str]:
             applied.append(step.description)
         for stmt in indexes:
             await conn.execute(stmt)
+        await pg_console_tables(conn)
         return applied

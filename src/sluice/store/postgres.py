@@ -9,13 +9,15 @@ raised as asyncpg raised it, so it is seen for what it is rather than retried as
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sluice.store import migrations
+from sluice.store import migrations, rollups
+from sluice.store.audit import AUDIT_INSERT, AuditEntry
 from sluice.store.base import StoreUnavailable
 from sluice.store.feedback import FEEDBACK_COLUMNS, REQUEST_FACTS_SELECT, FeedbackRow, RequestFacts
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
@@ -27,7 +29,7 @@ from sluice.store.schema_sql import (
     LEDGER_COLUMNS,
     REQUEST_COLUMNS,
     SHADOW_COLUMNS,
-    SPEND_AGGREGATES,
+    SPEND_WITH_SAVED,
     TEAM_MODEL_SPEND,
 )  # fmt: skip
 from sluice.store.stats import LatencyRow, StatsBy, postgres_rows, postgres_stats_sql
@@ -175,7 +177,25 @@ class PostgresStore:
         return (float(row[0] or 0.0), int(row[1]))
 
     async def insert_requests(self, rows: Sequence[RequestRow]) -> None:
-        await self._call("executemany", _REQ_INSERT, rows)
+        if self._pool is None:
+            raise StoreUnavailable("store is not open")
+        try:
+            async with self._pool.acquire(timeout=_TIMEOUT_S) as conn, conn.transaction():
+                found = await conn.fetch(
+                    "SELECT id FROM requests WHERE id = ANY($1::text[])",
+                    [r[0] for r in rows],
+                    timeout=_TIMEOUT_S,
+                )
+                new = rollups.new_rows(rows, {r[0] for r in found})
+                await conn.executemany(_REQ_INSERT, new, timeout=_TIMEOUT_S)
+                # Aggregating a batch is a few ms of Python: off the event loop.
+                loop = asyncio.get_running_loop()
+                for stmt, params in await loop.run_in_executor(None, rollups.upserts, new):
+                    await conn.executemany(numbered(stmt), params, timeout=_TIMEOUT_S)
+        except Exception as exc:
+            if unavailable(exc):
+                raise StoreUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
+            raise
 
     async def spend(self, group_by: GroupBy, since: float | None) -> list[SpendRow]:
         col = (
@@ -183,7 +203,7 @@ class PostgresStore:
             if group_by == "day"
             else GROUP_COLUMNS[group_by]
         )
-        sql = f"SELECT {col} AS g, {SPEND_AGGREGATES} FROM requests WHERE ts >= $1 GROUP BY g ORDER BY g"
+        sql = f"SELECT {col} AS g, {SPEND_WITH_SAVED} FROM requests WHERE ts >= $1 GROUP BY g ORDER BY g"
         rows = await self._call("fetch", sql, since or 0.0)
         return [spend_row(r) for r in rows]
 
@@ -241,6 +261,33 @@ class PostgresStore:
         )
         rows = await self._call("fetch", sql, since or 0.0, metric)
         return [FeedbackRow(*tuple(r)) for r in rows]
+
+    # -- the console, the audit trail, rollups (SQL written with ? placeholders) --------------------
+
+    dialect = "postgres"
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        rows = await self._call("fetch", numbered(sql), *params)
+        return [tuple(r) for r in rows]
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        await self._call("execute", numbered(AUDIT_INSERT), *entry.to_row())
+
+    async def update_key(self, key: KeyRecord) -> bool:
+        """Replace an active key's limits (rpm, tpm, concurrent, budget); False if none is active."""
+        status = await self._call(
+            "execute",
+            "UPDATE keys SET rpm = $1, tpm = $2, concurrent = $3, budget_usd = $4, budget_period = $5, "
+            "updated_at = $6 WHERE id = $7 AND revoked_at IS NULL",
+            key.rpm, key.tpm, key.concurrent, key.budget_usd, key.budget_period, time.time(), key.id,
+        )  # fmt: skip
+        return str(status).endswith(" 1")
+
+
+def numbered(sql: str) -> str:
+    """``?`` placeholders → ``$1, $2 ...`` (the SQL shared with SQLite has no ``?`` in literals)."""
+    parts = sql.split("?")
+    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
 
 
 def unavailable(exc: BaseException) -> bool:

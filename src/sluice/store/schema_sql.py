@@ -57,9 +57,10 @@ def ddl(real: str, bigint: str) -> list[str]:
 SPEND_AGGREGATES: Final = (
     "count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), coalesce(sum(prompt_tokens), 0), "
     "coalesce(sum(completion_tokens), 0), coalesce(sum(cost_nusd), 0), "
-    "sum(CASE WHEN cost_nusd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END), "
-    "coalesce(sum(saved_usd), 0)"
+    "sum(CASE WHEN cost_nusd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END)"
 )
+#: ... and what cache hits saved (the store's own spend report; the console's reads rollups).
+SPEND_WITH_SAVED: Final = SPEND_AGGREGATES + ", coalesce(sum(saved_usd), 0)"
 
 #: Spend per team and served model in a time range (scheduled reports).
 TEAM_MODEL_SPEND: Final = (

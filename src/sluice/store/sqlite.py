@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from sluice.store import migrations
+from sluice.store import migrations, rollups
+from sluice.store.audit import AUDIT_INSERT, AuditEntry
 from sluice.store.base import StoreUnavailable
 from sluice.store.feedback import FEEDBACK_COLUMNS, REQUEST_FACTS_SELECT, FeedbackRow, RequestFacts
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
@@ -27,7 +28,7 @@ from sluice.store.schema_sql import (
     LEDGER_COLUMNS,
     REQUEST_COLUMNS,
     SHADOW_COLUMNS,
-    SPEND_AGGREGATES,
+    SPEND_WITH_SAVED,
     TEAM_MODEL_SPEND,
 )  # fmt: skip
 from sluice.store.stats import LatencyRow, StatsBy, sqlite_stats
@@ -178,7 +179,16 @@ class SQLiteStore:
         def insert(c: sqlite3.Connection) -> None:
             c.execute("BEGIN")
             try:
-                c.executemany(_REQ_INSERT, rows)
+                existing: set[str] = set()
+                ids = [r[0] for r in rows]
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    sql = f"SELECT id FROM requests WHERE id IN ({', '.join('?' for _ in chunk)})"
+                    existing.update(row[0] for row in c.execute(sql, chunk))
+                new = rollups.new_rows(rows, existing)
+                c.executemany(_REQ_INSERT, new)
+                for stmt, params in rollups.upserts(new):  # the rollups, in the same transaction
+                    c.executemany(stmt, params)
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -188,7 +198,7 @@ class SQLiteStore:
 
     async def spend(self, group_by: GroupBy, since: float | None) -> list[SpendRow]:
         col = "strftime('%Y-%m-%d', ts, 'unixepoch')" if group_by == "day" else GROUP_COLUMNS[group_by]
-        sql = f"SELECT {col} AS g, {SPEND_AGGREGATES} FROM requests WHERE ts >= ? GROUP BY g ORDER BY g"
+        sql = f"SELECT {col} AS g, {SPEND_WITH_SAVED} FROM requests WHERE ts >= ? GROUP BY g ORDER BY g"
         rows = await self._run(lambda c: c.execute(sql, (since or 0.0,)).fetchall())
         return [spend_row(r) for r in rows]
 
@@ -244,3 +254,27 @@ class SQLiteStore:
         sql = f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback WHERE ts >= ? AND (? IS NULL OR metric = ?) ORDER BY ts"
         rows = await self._run(lambda c: c.execute(sql, (since or 0.0, metric, metric)).fetchall())
         return [FeedbackRow(*r) for r in rows]
+
+    # -- the console, the audit trail, rollups (SQL written with ? placeholders) --------------------
+
+    dialect = "sqlite"
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        return await self._run(lambda c: [tuple(r) for r in c.execute(sql, tuple(params)).fetchall()])
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        row = entry.to_row()
+        await self._run(lambda c: c.execute(AUDIT_INSERT, row))
+
+    async def update_key(self, key: KeyRecord) -> bool:
+        """Replace an active key's limits (rpm, tpm, concurrent, budget); False if none is active."""
+
+        def update(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE keys SET rpm = ?, tpm = ?, concurrent = ?, budget_usd = ?, budget_period = ?, "
+                "updated_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (key.rpm, key.tpm, key.concurrent, key.budget_usd, key.budget_period, time.time(), key.id),
+            )
+            return cur.rowcount > 0
+
+        return await self._run(update)
