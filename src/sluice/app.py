@@ -26,11 +26,12 @@ from sluice.pricing import PriceBook
 from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
 from sluice.schema.context import RequestContext, Result
-from sluice.server import admin_routes, anthropic_routes, openai_routes
+from sluice.server import admin_routes, anthropic_routes, openai_routes, responses_routes
 from sluice.server.dispatch import Dispatcher
 from sluice.server.services import Services
 from sluice.store.base import StoreUnavailable, create_store
 from sluice.store.keys import resolve_hmac_key
+from sluice.store.responses import open_response_store
 from sluice.store.sqlite import sqlite_path
 from sluice.store.writer import RecordWriter
 from sluice.testing.fake_openai import FakeOpenAI
@@ -49,7 +50,9 @@ def validate(config: Config) -> None:
 
 
 def dispatcher() -> Dispatcher:
-    return Dispatcher(openai_routes.routes, anthropic_routes.routes, admin_routes.routes)
+    return Dispatcher(
+        openai_routes.routes, anthropic_routes.routes, admin_routes.routes, responses_routes.routes
+    )
 
 
 def _spool_path(config: Config) -> Path:
@@ -95,6 +98,11 @@ async def running(config: Config) -> AsyncIterator[Services]:
         batch_size=config.store.batch_size, queue_size=config.store.queue_size,
     )  # fmt: skip
     await writer.start()
+    responses = open_response_store(config.store.url, config.store.responses_retention_days)
+    try:
+        await responses.start()
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable(f"cannot start: {exc}") from None
     keys = KeyCache(store, hmac_key, config.teams, config.store.key_refresh_s)
     await keys.start()
     accounting = Accounting(
@@ -131,6 +139,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
     svc = Services(
         config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=router,
         accounting=accounting, pipeline=pipeline, limiter=limiter, tokens=counter, started_at=int(time.time()),
+        responses=responses,
     )  # fmt: skip
     try:
         yield svc
@@ -139,6 +148,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
         await keys.stop()
         await router.aclose(timeout_s=config.server.shutdown_grace_s)  # shadow calls in flight
         await writer.close(timeout_s=config.server.shutdown_grace_s)
+        await responses.close()
         await limiter.close()
         if isinstance(alerts, WebhookAlerts):
             await alerts.close()

@@ -12,6 +12,7 @@ from sluice.pipeline.auth import KeyCache
 from sluice.routing.router import Router
 from sluice.schema.context import CallNext
 from sluice.store.base import Store
+from sluice.store.responses import ResponseStore
 from sluice.store.writer import RecordWriter
 
 
@@ -28,5 +29,7 @@ class Services:
     pipeline: CallNext
     limiter: Limiter
     tokens: TokenCounter
+    #: Stored Responses API answers (``previous_response_id``, ``GET /v1/responses/{id}``).
+    responses: ResponseStore | None = None
     started_at: int = 0
     draining: bool = field(default=False)
