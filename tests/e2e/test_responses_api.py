@@ -4,7 +4,10 @@ JSON schema, GET / DELETE, ``store: false``, and another team's id."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -256,11 +259,20 @@ def test_refusals_in_openai_shape(gw: Gateway) -> None:
         bad.responses.retrieve("resp_x")
 
 
-def test_limits_apply_as_on_chat(gw: Gateway) -> None:
+def test_limits_and_the_request_log_apply_as_on_chat(gw: Gateway) -> None:
     c = client(gw, "tiny")
     c.responses.create(model="oai", input="one")
     with pytest.raises(openai.RateLimitError):
         c.responses.create(model="oai", input="two")
+    deadline = time.monotonic() + 10
+    rows: list[tuple[str, int, str, int]] = []
+    while time.monotonic() < deadline and len(rows) < 2:
+        with contextlib.closing(sqlite3.connect(gw.db_path)) as db:
+            sql = "SELECT endpoint, status, provider, prompt_tokens FROM requests WHERE team = 'tiny' ORDER BY ts"
+            rows = db.execute(sql).fetchall()
+        time.sleep(0.05)
+    assert [(r[0], r[1]) for r in rows] == [("chat", 200), ("chat", 429)]
+    assert rows[0][2] == "oai" and rows[0][3] > 0
 
 
 def test_a_broken_stream_fails_and_is_not_stored(gw: Gateway) -> None:
