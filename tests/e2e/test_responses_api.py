@@ -210,7 +210,8 @@ def test_get_and_delete(gw: Gateway, stream: bool) -> None:
         created = c.responses.create(model="claude", input="keep me")
     got = c.responses.retrieve(created.id)
     assert got.id == created.id and got.output_text == "echo: keep me" and got.status == "completed"
-    c.responses.delete(created.id)
+    deleted = c.responses.with_raw_response.delete(created.id).http_response.json()
+    assert deleted == {"id": created.id, "object": "response.deleted", "deleted": True}
     with pytest.raises(openai.NotFoundError):
         c.responses.retrieve(created.id)
     with pytest.raises(openai.NotFoundError):

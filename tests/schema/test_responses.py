@@ -183,6 +183,8 @@ def test_history_goes_between_instructions_and_this_turn() -> None:
         ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id", "call_id"),
         ({"input": [{"type": "function_call", "name": "f"}]}, "input[0]", "call_id"),
         ({"input": []}, "input", "at least one"),
+        ({"input": "x", "include": ["message.output_text.logprobs"]}, "include", "logprobs"),
+        ({"input": "x", "top_logprobs": 3}, "top_logprobs", "top_logprobs"),
     ],
 )
 def test_refusals_name_the_parameter(body: dict[str, Any], param: str, match: str) -> None:
@@ -197,3 +199,15 @@ def test_model_is_required() -> None:
     assert err.value.param == "model"
     with pytest.raises(BadRequest, match="JSON"):
         parse_responses_request(b"{nope")
+
+
+def test_fields_chat_shares_are_passed_on_to_openai_upstreams() -> None:
+    c = chat(
+        input="x",
+        service_tier="flex",
+        prompt_cache_key="k",
+        safety_identifier="h",
+        include=["reasoning.encrypted_content"],
+    )
+    assert c.extra_body == {"service_tier": "flex", "prompt_cache_key": "k", "safety_identifier": "h"}
+    assert chat(input="x").extra_body is None

@@ -3,6 +3,7 @@ writes that never wait for the database."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -148,5 +149,24 @@ async def test_an_outage_keeps_rows_pending_within_a_byte_cap() -> None:
         assert await store.get("resp_9", "eng") is not None, "still served from memory"
         with pytest.raises(StoreUnavailable):
             await store.get("resp_0", "eng")
+    finally:
+        await store.close()
+
+
+async def test_the_background_task_writes_and_purges_on_its_own(table: ResponseTable) -> None:
+    clock = Clock()
+    await table.open()
+    await table.put_many([row("resp_stale", at=clock.now - 2 * DAY)])
+    await table.close()
+    store = ResponseStore(open_table_like(table), retention_s=DAY, flush_interval_s=0.01, clock=clock)
+    await store.start()
+    try:
+        store.put(row("resp_bg"))
+        for _ in range(200):
+            if not store._pending and store.purged == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert store.purged == 1, "purged at start"
+        assert not store._pending and await store._table.get("resp_bg", "eng", 0.0) is not None
     finally:
         await store.close()

@@ -103,6 +103,10 @@ class ResponsesRequest(_W):
 
 
 _FIELDS: Final = frozenset(ResponsesRequest.__struct_fields__)
+#: ``include`` values the gateway honours (reasoning state is always included).
+_INCLUDABLE: Final = frozenset({"reasoning.encrypted_content"})
+#: Chat Completions has the same fields: forwarded as they are to OpenAI-compatible upstreams.
+_PASSED_ON: Final = ("service_tier", "prompt_cache_key", "safety_identifier")
 _NOT_SUPPORTED: Final = {
     "conversation": "use 'previous_response_id' to continue a conversation",
     "prompt": "prompt templates are not stored on this gateway",
@@ -133,6 +137,13 @@ def parse_responses_request(body: bytes) -> ResponsesRequest:
         raise BadRequest("'max_output_tokens' must be at least 1", param="max_output_tokens")
     if req.temperature is not None and not 0 <= req.temperature <= 2:
         raise BadRequest("'temperature' must be between 0 and 2", param="temperature")
+    for item in req.include or ():
+        if item not in _INCLUDABLE:
+            raise BadRequest(f"include '{item}' is not supported by this gateway", param="include")
+    if req.top_logprobs:
+        raise BadRequest(
+            "'top_logprobs' is not supported on /v1/responses by this gateway", param="top_logprobs"
+        )
     if req.input is None and req.previous_response_id is None:
         raise BadRequest("missing required field 'input'", param="input")
     return req
@@ -166,13 +177,14 @@ def to_chat_request(req: ResponsesRequest, history: list[Message], turn: list[Me
         max_completion_tokens=req.max_output_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
-        user=req.user or req.safety_identifier,
+        user=req.user,
         tools=[to_chat_tool(t, i) for i, t in enumerate(req.tools)] if req.tools else None,
         tool_choice=to_chat_tool_choice(req.tool_choice),
         parallel_tool_calls=req.parallel_tool_calls,
         response_format=to_response_format(text_format),
         metadata=req.metadata,
         reasoning_effort=req.reasoning.effort if req.reasoning is not None else None,
+        extra_body={k: getattr(req, k) for k in _PASSED_ON if getattr(req, k) is not None} or None,
     )
 
 

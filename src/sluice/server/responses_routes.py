@@ -165,4 +165,4 @@ async def delete_response(request: Request) -> Response:
             raise NotFound(f"response with id '{response_id}' not found", param="response_id")
     except SluiceError as exc:
         return error_response(exc, ctx)
-    return json_response(encode({"id": response_id, "object": "response", "deleted": True}), ctx)
+    return json_response(encode({"id": response_id, "object": "response.deleted", "deleted": True}), ctx)

@@ -97,19 +97,23 @@ class ResponseStore:
             return await self._table.delete(response_id, team) or found
 
     async def _run(self) -> None:
-        next_purge = 0.0
+        """Sleeps until there is something to write (or to purge): an idle gateway does no work."""
+        next_purge = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._flush_interval_s)
-            self._wake.clear()
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_purge - time.monotonic()))
             try:
-                await self._flush()
+                if self._wake.is_set():
+                    await asyncio.sleep(self._flush_interval_s)  # let a batch gather
+                    self._wake.clear()
+                    await self._flush()
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + self._purge_interval_s
                     await self.purge()
             except StoreUnavailable as exc:
                 log.warning("response store unavailable (%d answers waiting): %s", len(self._pending), exc)
-                await asyncio.sleep(min(1.0, self._purge_interval_s))
+                self._wake.set()  # try again
+                await asyncio.sleep(1.0)
 
     async def _flush(self) -> None:
         if not self._pending:
@@ -119,8 +123,8 @@ class ResponseStore:
             self._inflight = batch
             try:
                 await self._table.put_many(list(batch.values()))
-            except StoreUnavailable:
-                batch.update(self._pending)  # written next time, oldest first
+            except BaseException:  # unavailable, or cancelled at shutdown: written next time
+                batch.update(self._pending)  # oldest first
                 self._pending = batch
                 self._pending_bytes = sum(len(r.body) + len(r.conversation) for r in batch.values())
                 raise
