@@ -211,3 +211,4 @@ def test_fields_chat_shares_are_passed_on_to_openai_upstreams() -> None:
     )
     assert c.extra_body == {"service_tier": "flex", "prompt_cache_key": "k", "safety_identifier": "h"}
     assert chat(input="x").extra_body is None
+    assert chat(input="x", text={"verbosity": "low"}).extra_body == {"verbosity": "low"}

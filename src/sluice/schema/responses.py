@@ -184,8 +184,15 @@ def to_chat_request(req: ResponsesRequest, history: list[Message], turn: list[Me
         response_format=to_response_format(text_format),
         metadata=req.metadata,
         reasoning_effort=req.reasoning.effort if req.reasoning is not None else None,
-        extra_body={k: getattr(req, k) for k in _PASSED_ON if getattr(req, k) is not None} or None,
+        extra_body=_passed_on(req),
     )
+
+
+def _passed_on(req: ResponsesRequest) -> JsonObject | None:
+    extra = {k: getattr(req, k) for k in _PASSED_ON if getattr(req, k) is not None}
+    if req.text is not None and req.text.verbosity is not None:
+        extra["verbosity"] = req.text.verbosity  # chat's name for text.verbosity
+    return extra or None
 
 
 def to_chat_tool(tool: JsonObject, index: int) -> Tool:
