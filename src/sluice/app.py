@@ -1,5 +1,5 @@
 """The gateway's wiring: services built at start-up and torn down at shutdown, and the routes.
-The middleware list is read top to bottom here."""
+The middleware list and the route tables are read top to bottom here."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 
@@ -27,20 +28,27 @@ from sluice.providers.registry import create_adapter
 from sluice.routing.router import Router, RouterHooks
 from sluice.schema.context import RequestContext, Result
 from sluice.server import admin_routes, anthropic_routes, openai_routes, responses_routes
-from sluice.server.dispatch import Dispatcher
+from sluice.server.dispatch import Dispatcher, RouteTable
 from sluice.server.services import Services
-from sluice.store.base import StoreUnavailable, create_store
+from sluice.store.base import StoreUnavailable, create_store, store_location
 from sluice.store.keys import resolve_hmac_key
 from sluice.store.responses import open_response_store
 from sluice.store.sqlite import sqlite_path
 from sluice.store.writer import RecordWriter
-from sluice.testing.fake_openai import FakeOpenAI
 from sluice.transport.client import PoolSettings, Transport
+from sluice.transport.webhook import Webhook
 
 log = logging.getLogger("sluice")
 
 #: ``base_url: builtin:demo`` points a provider at the in-process demo upstream.
 DEMO_BASE_URL = "builtin:demo"
+
+
+class DemoUpstream(Protocol):
+    @property
+    def base_url(self) -> str: ...
+
+    async def stop(self) -> None: ...
 
 
 def validate(config: Config) -> None:
@@ -49,10 +57,19 @@ def validate(config: Config) -> None:
         create_adapter(name, provider)
 
 
+def route_tables() -> list[RouteTable]:
+    """Every route the gateway serves: one line per routes module. A table made with a dialect
+    renders every error on that dialect's paths in its format; the rest answer in OpenAI's."""
+    return [
+        openai_routes.routes,
+        anthropic_routes.routes,
+        admin_routes.routes,
+        responses_routes.routes,
+    ]
+
+
 def dispatcher() -> Dispatcher:
-    return Dispatcher(
-        openai_routes.routes, anthropic_routes.routes, admin_routes.routes, responses_routes.routes
-    )
+    return Dispatcher(*route_tables())
 
 
 def _spool_path(config: Config) -> Path:
@@ -65,13 +82,10 @@ def _spool_path(config: Config) -> Path:
 async def running(config: Config) -> AsyncIterator[Services]:
     """Everything the routes need, from start-up to a drained shutdown."""
     validate(config)
-    demo: FakeOpenAI | None = None
+    demo: DemoUpstream | None = None
     providers: dict[str, ProviderConfig] = dict(config.providers)
     if any(p.base_url == DEMO_BASE_URL for p in providers.values()):
-        demo = await FakeOpenAI(label="[sluice demo upstream] ").start()
-        log.warning(
-            "serving the built-in DEMO upstream at %s (echoes prompts; not a real model)", demo.base_url
-        )
+        demo = await _start_demo()
         providers = {
             n: msgspec.structs.replace(p, base_url=demo.base_url) if p.base_url == DEMO_BASE_URL else p
             for n, p in providers.items()
@@ -91,6 +105,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
         await store.open()
     except StoreUnavailable as exc:
         raise ServiceUnavailable(f"cannot start: {exc}") from None
+    log.info("database: %s", store_location(config.store.url))
     key_secret = config.server.key_secret.reveal() if config.server.key_secret else None
     hmac_key = resolve_hmac_key(config.store.url, key_secret)
     writer = RecordWriter(
@@ -108,7 +123,7 @@ async def running(config: Config) -> AsyncIterator[Services]:
     accounting = Accounting(
         writer, prices, {n: a.type for n, a in adapters.items()}, log_access=config.logging.access_log
     )
-    limiter, alerts = _limiter(config)
+    limiter, alerts = _limiter(config, transport)
     counter = TokenCounter()
     if _policy_counts_tokens(config):
         # Loaded up front when the policy needs token counts; otherwise on first need (a key
@@ -170,7 +185,25 @@ def _policy_counts_tokens(config: Config) -> bool:
     return any(r is not None and r.tpm is not None for r in limits) or any(b is not None for b in budgets)
 
 
-def _limiter(config: Config) -> tuple[Limiter, LogAlerts | WebhookAlerts]:
+def _limiter(config: Config, transport: Transport) -> tuple[Limiter, LogAlerts | WebhookAlerts]:
     hook = config.alerts.webhook
-    alerts = WebhookAlerts(hook.reveal(), timeout_s=config.alerts.timeout_s) if hook else LogAlerts()
+    alerts: LogAlerts | WebhookAlerts = LogAlerts()
+    if hook is not None:
+        alerts = WebhookAlerts(
+            Webhook(transport, "alerts", hook.reveal(), timeout_s=config.alerts.timeout_s).post
+        )
     return Limiter(open_state(config.state, config.limits), config.limits, alerts=alerts), alerts
+
+
+async def _start_demo() -> DemoUpstream:
+    """The built-in demo upstream, imported only when a policy asks for it (``builtin:demo``)."""
+    try:
+        from sluice.testing.fake_openai import FakeOpenAI
+    except ImportError as exc:  # aiohttp is not a dependency of the gateway itself
+        raise ServiceUnavailable(
+            f"cannot start the built-in demo upstream ({exc.name} is not installed): "
+            "pip install 'sluice-gateway[demo]', or point the provider at a real base_url"
+        ) from None
+    demo = await FakeOpenAI(label="[sluice demo upstream] ").start()
+    log.warning("serving the built-in DEMO upstream at %s (echoes prompts; not a real model)", demo.base_url)
+    return demo

@@ -25,33 +25,32 @@ upstream error messages, never from request headers or provider credentials.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 ErrorSource = Literal["gateway", "provider"]
 
 #: Normalised provider error kinds. Routing decides on the kind alone.
-PROVIDER_ERROR_KINDS: Final = frozenset(
-    {
-        "auth",
-        "bad_request",
-        "not_found",
-        "rate_limited",
-        "overloaded",
-        "timeout",
-        "server",
-        "context_window",
-        "content_filter",
-        "connection",
-        "bad_response",
-    }
-)
+ProviderErrorKind = Literal[
+    "auth",
+    "bad_request",
+    "not_found",
+    "rate_limited",
+    "overloaded",
+    "timeout",
+    "server",
+    "context_window",
+    "content_filter",
+    "connection",
+    "bad_response",
+]
+PROVIDER_ERROR_KINDS: Final = frozenset(get_args(ProviderErrorKind))
 
 _RETRYABLE_KINDS: Final = frozenset(
     {"rate_limited", "overloaded", "timeout", "server", "connection", "bad_response"}
 )
 
 #: HTTP status the gateway answers with for each provider error kind.
-_KIND_STATUS: Final = {
+_KIND_STATUS: Final[dict[ProviderErrorKind, int]] = {
     "auth": 502,  # the gateway's provider credentials are wrong: not the caller's fault
     "bad_request": 400,
     "not_found": 404,
@@ -154,10 +153,11 @@ class ProviderError(SluiceError):
     """An upstream provider failed. ``kind`` is normalised; ``upstream_status`` is what it sent."""
 
     source: ErrorSource = "provider"
+    kind: ProviderErrorKind
 
     def __init__(
         self,
-        kind: str,
+        kind: ProviderErrorKind,
         message: str,
         *,
         provider: str,

@@ -85,6 +85,7 @@ def test_documented_example_policy_is_valid() -> None:
             "GEMINI_API_KEY",
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
             "AZURE_OPENAI_API_KEY",
         )
     }
@@ -93,3 +94,23 @@ def test_documented_example_policy_is_valid() -> None:
     from sluice.app import validate
 
     validate(config)  # every provider type is known and constructible
+
+
+def test_every_unset_secret_is_reported_at_once() -> None:
+    data = {
+        "server": {"admin_key": "env:ADMIN_MISSING"},
+        "providers": {
+            "o": {"type": "openai", "api_key": "env:OPENAI_MISSING"},
+            "a": {"type": "anthropic", "api_key": "env:ANTHROPIC_MISSING"},
+            "b": {"type": "openai", "api_key": "env:OPENAI_MISSING"},
+        },
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, {})
+    message = err.value.message
+    assert (
+        "environment variable OPENAI_MISSING is not set - at `$.providers.o.api_key`, `$.providers.b.api_key`"
+        in message
+    )
+    assert "ANTHROPIC_MISSING is not set - at `$.providers.a.api_key`" in message
+    assert "ADMIN_MISSING is not set - at `$.server.admin_key`" in message

@@ -93,6 +93,14 @@ def test_errors_in_anthropic_format(client: anthropic.Anthropic, gateway: Gatewa
     assert r.status_code == 401 and r.json()["type"] == "error"
 
 
+def test_endpoints_the_gateway_lacks_answer_in_anthropic_format(client: anthropic.Anthropic) -> None:
+    """The SDK's batches API is not served: a 404 the SDK parses as Anthropic's own error."""
+    with pytest.raises(anthropic.NotFoundError) as err:
+        client.messages.batches.list()
+    assert err.value.body["type"] == "error"  # type: ignore[index]
+    assert err.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+
+
 def test_bad_request_names_the_field(gateway: Gateway, key: str) -> None:
     r = httpx.post(
         gateway.base_url + "/v1/messages",

@@ -110,6 +110,12 @@ def test_spend_cli_and_admin_api_agree(gateway, key) -> None:  # type: ignore[no
     )
     assert api.status_code == 200
     api_rows = {r["group"]: r for r in api.json()["data"]}
+    since = httpx.get(
+        gateway.base_url + "/admin/spend?group_by=team&since=2026-01-02",
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+    ).json()["since"]
+    assert since == "2026-01-02T00:00:00+00:00"  # ISO 8601, as the CLI shows it
+    assert api.json()["since"] is None
     assert cli_rows["eng"]["requests"] >= 3
     assert cli_rows["eng"]["cost_usd"] == pytest.approx(api_rows["eng"]["cost_usd"], rel=0.05)
     for group in ("key", "user", "model", "day"):
@@ -125,3 +131,17 @@ def test_spend_cli_and_admin_api_agree(gateway, key) -> None:  # type: ignore[no
         ).status_code
         == 400
     )
+
+
+def test_access_log_lines_are_json_once(gateway, key) -> None:  # type: ignore[no-untyped-def]
+    client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "log me"}])
+    import time
+
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in gateway.log_path.read_text().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("logger") == "sluice.access"]
+    assert access, "no access log line"
+    last = access[-1]
+    assert last["msg"] == "access" and last["status"] == 200 and isinstance(last["prompt_tokens"], int)
+    assert last["model"] == "gpt-4o-mini" and last["request_id"].startswith("req_")

@@ -111,7 +111,7 @@ def test_fallback_is_shown_in_headers_and_recorded(gw: Gateway, fake: FakeOpenAI
         ("r-b", 200, None),
     ]
     assert rec["route_reason"] == "no route matched: serving the requested model"
-    assert rec["cost_usd"] is None or rec["cost_usd"] == pytest.approx(detail[1]["cost_usd"])
+    assert rec["cost_nusd"] is None or rec["cost_nusd"] == detail[1]["cost_nusd"]
 
 
 def test_routes_match_on_task_and_team(gw: Gateway) -> None:

@@ -8,6 +8,8 @@ from decimal import Decimal
 from aiohttp import web
 
 from sluice.limits import BudgetAlert, WebhookAlerts
+from sluice.transport.client import Transport
+from sluice.transport.webhook import Webhook
 
 ALERT = BudgetAlert(
     scope="team search",
@@ -35,9 +37,11 @@ async def test_webhook_post(caplog):
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        sink = WebhookAlerts(f"http://127.0.0.1:{port}/hook")
+        transport = Transport()
+        sink = WebhookAlerts(Webhook(transport, "alerts", f"http://127.0.0.1:{port}/hook").post)
         sink.notify(ALERT)  # returns at once; the POST runs in the background
         await sink.close()
+        await transport.close()
     finally:
         await runner.cleanup()
     assert sink.sent == 1
@@ -51,9 +55,36 @@ async def test_webhook_failure_is_logged_not_raised(caplog):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    sink = WebhookAlerts(f"http://127.0.0.1:{port}/secret-token", timeout_s=1)
+    transport = Transport()
+    sink = WebhookAlerts(
+        Webhook(transport, "alerts", f"http://127.0.0.1:{port}/secret-token", timeout_s=1).post
+    )
     sink.notify(ALERT)
     await sink.close()
+    await transport.close()
     assert sink.failed == 1
     assert "webhook failed" in caplog.text and "secret-token" not in caplog.text
     assert json.loads(ALERT.to_json())["type"] == "budget_threshold"
+
+
+async def test_webhook_refusing_status_counts_as_failed(caplog):
+    async def hook(request: web.Request) -> web.Response:
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    transport = Transport()
+    try:
+        sink = WebhookAlerts(Webhook(transport, "alerts", f"http://127.0.0.1:{port}/hook?token=s3cret").post)
+        sink.notify(ALERT)
+        await sink.close()
+    finally:
+        await transport.close()
+        await runner.cleanup()
+    assert (sink.sent, sink.failed) == (0, 1)
+    assert "WebhookFailed" in caplog.text and "s3cret" not in caplog.text

@@ -82,6 +82,10 @@ async def test_request_bigger_than_tpm_is_a_hard_refusal(make_limiter):
     with pytest.raises(RateLimited) as err:
         await lim.admit([team(tpm=1000)], tokens=1001)
     assert err.value.should_retry is False
+    from sluice.server.render import error_headers
+
+    headers = error_headers(err.value)  # not "retry after 1 s" next to "do not retry"
+    assert headers["x-should-retry"] == "false" and "retry-after" not in headers
 
 
 async def test_concurrency_released_on_settle(make_limiter):
@@ -141,7 +145,8 @@ async def test_budget_reserve_settle_and_hard_stop(make_limiter, clock):
     e = err.value
     assert e.should_retry is False and e.code == "budget_exceeded"
     assert "team billing budget: $1.00 monthly" in e.message
-    assert e.retry_after == pytest.approx(31 * 86400, abs=1)  # resets on Feb 1st
+    assert e.message.startswith("Budget exhausted") and "$1.000000 spent" in e.message
+    assert e.retry_after is None and "resets at 2026-02-01" in e.message  # waiting a second will not do
     clock.advance(31 * 86400)  # next period
     await lim.admit([lv], tokens=10, cost=D("0.90"))
 
@@ -250,3 +255,23 @@ async def test_thousand_concurrent_admissions_never_overspend(make_limiter):
     assert st.reserved_usd == 0
     assert admitted + refused == 1000 and admitted >= 100
     assert await lims[0].in_flight([lv]) == [0]
+
+
+async def test_a_worst_case_that_does_not_fit_is_not_called_exhausted(make_limiter):
+    """0.7% spent and a request whose worst case is more than is left: say that, with the numbers."""
+    from sluice.server.render import error_headers
+
+    lim = make_limiter()
+    lv = Level("team", "billing", budget=budget("10.00"))
+    a = await lim.admit([lv], tokens=10, cost=D("0.07"))
+    lim.settle(a, tokens=10, cost=D("0.07"))
+    await lim.flush()
+    with pytest.raises(RateLimited) as err:
+        await lim.admit([lv], tokens=10, cost=D("12.50"))
+    e = err.value
+    assert "exhausted" not in e.message.lower()
+    assert "$0.070000 spent (0.7%)" in e.message
+    assert "$9.930000 left" in e.message and "worst-case cost is $12.500000" in e.message
+    assert "lower max_tokens" in e.message
+    headers = error_headers(e)
+    assert headers["x-should-retry"] == "false" and "retry-after" not in headers

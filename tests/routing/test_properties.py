@@ -87,7 +87,7 @@ def test_random_failure_sequences(fake: FakeOpenAI, case: dict[str, Any]) -> Non
 
     billed = [a for a in attempts if a.usage is not None]
     assert len(billed) <= 1, "one answer is billed once"
-    assert record.cost_usd == (sum(a.cost_usd or 0 for a in billed) if billed else None)
+    assert record.cost_nusd == (sum(a.cost_nusd or 0 for a in billed) if billed else None)
     if billed:
         assert billed[0] is attempts[-1], "only the attempt that reached the caller is billed"
     for opt in router._options["m"]:

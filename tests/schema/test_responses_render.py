@@ -209,14 +209,14 @@ def test_stream_cut_by_max_output_tokens_is_incomplete() -> None:
 def test_stream_failure_after_it_began() -> None:
     enc = ResponsesStreamEncoder(frame())
     data = enc.feed(chunk(Delta(content="par")))
-    data += enc.fail(ProviderError("connection", "stream cut", provider="up"))
+    data += enc.error(ProviderError("connection", "stream cut", provider="up"))
     evs = events(data)
     assert [e["type"] for e in evs[-2:]] == ["error", "response.failed"]
     assert (
         evs[-1]["response"]["status"] == "failed" and evs[-1]["response"]["error"]["code"] == "server_error"
     )
     assert [e["sequence_number"] for e in evs] == list(range(len(evs)))
-    evs = events(ResponsesStreamEncoder(frame()).fail(RateLimited("slow down")))
+    evs = events(ResponsesStreamEncoder(frame()).error(RateLimited("slow down")))
     assert (
         evs[0]["type"] == "response.created" and evs[-1]["response"]["error"]["code"] == "rate_limit_exceeded"
     )

@@ -8,7 +8,7 @@ import types
 import pytest
 
 from sluice.errors import BadRequest, NotFound, RateLimited
-from sluice.server.dispatch import Dispatcher, RouteTable
+from sluice.server.dispatch import Dispatcher, Route, RouteTable
 from sluice.server.wire import Request, Response, StreamResponse
 from sluice.store.base import StoreUnavailable
 from tests.server.harness import http_request
@@ -157,8 +157,8 @@ def test_decorators_register_and_return_the_handler() -> None:
     assert table.get("/a")(handler) is handler
     assert table.post("/a")(handler) is handler
     assert table.delete("/b/{id}")(handler) is handler
-    assert table.exact == {"/a": {"GET": handler, "POST": handler}}
-    assert table.templates == {("/b/", "id", False): {"DELETE": handler}}
+    assert table.exact == {"/a": {"GET": Route(handler), "POST": Route(handler)}}
+    assert table.templates == {("/b/", "id", False): {"DELETE": Route(handler)}}
     table.add("GET", "/c/{rest:.+}", handler)
     assert ("/c/", "rest", True) in table.templates
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from sluice.errors import BadRequest
-from sluice.server.runner import drain
+from sluice.runner import drain
 from sluice.server.wire import Request, Response, StreamResponse
 from tests.server.harness import http_request, ok, reading
 

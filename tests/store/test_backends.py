@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def _record(i: int, **kw: object) -> RequestRecord:
     base: dict[str, object] = dict(
         id=f"req_{i}", ts=time.time(), endpoint="chat", key_id="key_a", team="eng", user="u1",
         tags=["t"], requested_model="m", served_model="gpt-4o-mini", provider="up",
-        prompt_tokens=10, completion_tokens=5, cost_usd=0.001, latency_ms=3.0,
+        prompt_tokens=10, completion_tokens=5, cost_usd=0.001, cost_nusd=1_000_001, latency_ms=3.0,
     )  # fmt: skip
     base.update(kw)
     return RequestRecord(**base)  # type: ignore[arg-type]
@@ -69,13 +70,18 @@ async def test_keys_roundtrip_and_revoke(store: Store) -> None:
 async def test_requests_batch_idempotent_and_spend(store: Store) -> None:
     await store.insert_requests([request_to_row(_record(i)) for i in range(10)])
     await store.insert_requests(
-        [request_to_row(_record(3)), request_to_row(_record(11, team="ops", status=502, cost_usd=None))]
+        [
+            request_to_row(_record(3)),
+            request_to_row(_record(11, team="ops", status=502, cost_usd=None, cost_nusd=None)),
+        ]
     )
     assert await store.count_requests() == 11
     rows = {r.group: r for r in await store.spend("team", None)}
     assert rows["eng"].requests == 10 and rows["eng"].prompt_tokens == 100
-    assert rows["eng"].cost_usd == pytest.approx(0.01)
-    assert rows["ops"].errors == 1 and rows["ops"].cost_usd == 0
+    assert rows["eng"].cost_usd == Decimal("0.01000001"), "the ledger sums exactly"
+    assert rows["eng"].unpriced == 0
+    # An error that billed tokens of an unpriced model is reported as unpriced, never as $0 spent.
+    assert rows["ops"].errors == 1 and rows["ops"].cost_usd == 0 and rows["ops"].unpriced == 1
     day = await store.spend("day", time.time() - 3600)
     assert len(day) == 1 and day[0].requests == 11
     assert await store.spend("team", time.time() + 3600) == []
@@ -85,3 +91,58 @@ async def test_requests_batch_idempotent_and_spend(store: Store) -> None:
 
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+async def test_postgres_programming_errors_are_not_outages(tmp_path: Path) -> None:
+    """Bad SQL or a value out of range is raised as itself; only an outage is StoreUnavailable."""
+    require_service("postgresql", 5432)
+    import asyncpg
+
+    from sluice.store.base import StoreUnavailable
+    from sluice.store.postgres import PostgresStore
+
+    name = "sluice_test_" + secrets.token_hex(4)
+    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        s = PostgresStore(f"postgresql://postgres@127.0.0.1:5432/{name}")
+        await s.open()
+        try:
+            with pytest.raises(asyncpg.PostgresSyntaxError):
+                await s._call("fetch", "SELEC 1")
+            with pytest.raises(asyncpg.UndefinedTableError):
+                await s._call("fetch", "SELECT * FROM no_such_table")
+            _, record = new_key(b"k", team="eng")
+            await s.create_key(record)
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await s.create_key(record)
+            await s.ping()  # still healthy
+        finally:
+            await s.close()
+        with pytest.raises(StoreUnavailable):  # closed: an outage as far as callers can tell
+            await s.ping()
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_postgres_unreachable_is_unavailable() -> None:
+    from sluice.store.base import StoreUnavailable
+    from sluice.store.postgres import PostgresStore, unavailable
+
+    with pytest.raises(StoreUnavailable):
+        await PostgresStore("postgresql://postgres@127.0.0.1:9/nowhere").open()
+    assert unavailable(ConnectionRefusedError()) and unavailable(TimeoutError())
+    assert not unavailable(ValueError("x")) and not unavailable(KeyError("x"))
+
+
+async def test_spend_by_model_names_the_model_asked_for_and_the_one_that_answered(store: Store) -> None:
+    await store.insert_requests(
+        [
+            request_to_row(_record(1, requested_model="gpt-4o-mini", served_model="gpt-4o-mini")),
+            request_to_row(_record(2, requested_model="fast", served_model="gpt-4o-mini")),
+            request_to_row(_record(3, requested_model="fast", served_model=None, status=429, cost_usd=None)),
+        ]
+    )
+    rows = {r.group: r.requests for r in await store.spend("model", None)}
+    assert rows == {"gpt-4o-mini": 1, "fast -> gpt-4o-mini": 1, "fast": 1}

@@ -21,7 +21,10 @@ from sluice.errors import ConfigError
 ENV_PREFIX = "env:"
 
 
-def _make_dec_hook(environ: Mapping[str, str]) -> Any:
+def _make_dec_hook(environ: Mapping[str, str], missing: dict[str, None] | None = None) -> Any:
+    """``missing``: where unset variables are collected (the secret is left empty) so that all
+    of them are reported at once; without it the first one raises."""
+
     def dec_hook(typ: type, obj: Any) -> Any:
         if typ is Secret:
             if not isinstance(obj, str):
@@ -33,7 +36,10 @@ def _make_dec_hook(environ: Mapping[str, str]) -> Any:
                 raise ValueError("'env:' needs a variable name")
             value = environ.get(name)
             if value is None or value == "":
-                raise ValueError(f"environment variable {name} is not set")
+                if missing is None:
+                    raise ValueError(f"environment variable {name} is not set")
+                missing[name] = None
+                return Secret("", obj)
             return Secret(value, obj)
         raise NotImplementedError(typ)
 
@@ -47,14 +53,35 @@ def parse_config(data: Any, environ: Mapping[str, str] | None = None, *, origin:
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: the policy file must be a mapping at the top level")
     env = os.environ if environ is None else environ
-    hook = _make_dec_hook(env)
+    missing: dict[str, None] = {}
+    hook = _make_dec_hook(env, missing)
     _check_named_entries(data, hook, origin)
     try:
         config = msgspec.convert(data, Config, dec_hook=hook, str_keys=True)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
+    if missing:
+        raise ConfigError(f"{origin}: " + "; ".join(_unset(data, list(missing))))
     _check_references(config, origin)
     return config
+
+
+def _unset(data: Any, names: list[str]) -> list[str]:
+    """One clause per unset variable, with every place the policy reads it."""
+    places: dict[str, list[str]] = {n: [] for n in names}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(node, str) and node.startswith(ENV_PREFIX) and node[len(ENV_PREFIX) :] in places:
+            places[node[len(ENV_PREFIX) :]].append(f"`{path}`")
+
+    walk(data, "$")
+    return [f"environment variable {n} is not set - at {', '.join(places[n]) or '`$`'}" for n in names]
 
 
 def _check_named_entries(data: dict[str, Any], hook: Any, origin: str) -> None:
@@ -115,3 +142,16 @@ def _check_references(config: Config, origin: str) -> None:
             f"{origin}: server.workers > 1 needs shared state: set state.url to redis://... "
             "(in-memory limits and budgets would be multiplied by the number of workers) - at `$.server.workers`"
         )
+
+
+def policy_warnings(config: Config) -> list[str]:
+    """What is valid but almost certainly not meant (``check-config`` prints these, ``serve`` logs them)."""
+    warnings = []
+    if not config.models:
+        warnings.append(
+            "the policy declares no models: the gateway will serve nothing (every request is refused "
+            "with 404). Declare providers: and models: (see examples/sluice.yaml)"
+        )
+    elif not config.teams:
+        warnings.append("the policy declares no teams: no key can be created (keys belong to a team)")
+    return warnings

@@ -6,6 +6,7 @@ Secrets are written as ``env:NAME`` and are held in :class:`Secret`, whose repr 
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -102,11 +103,26 @@ class TeamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     budget: BudgetConfig | None = None
 
 
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
 class PriceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    input_per_mtok: float
-    output_per_mtok: float
-    cache_read_per_mtok: float | None = None
-    cache_write_per_mtok: float | None = None
+    """One model's price in USD per million tokens (``per_request_usd``: USD per request)."""
+
+    input_per_mtok: NonNegative
+    output_per_mtok: NonNegative
+    #: Cached input read (else the input price).
+    cache_read_per_mtok: NonNegative | None = None
+    #: Cache writes (Anthropic's 5-minute writes; else the input price).
+    cache_write_per_mtok: NonNegative | None = None
+    #: Anthropic's 1-hour cache writes (else ``cache_write_per_mtok``).
+    cache_write_1h_per_mtok: NonNegative | None = None
+    #: Reasoning (thinking) output tokens (else the output price).
+    reasoning_per_mtok: NonNegative | None = None
+    #: A surcharge on every request, whatever its tokens.
+    per_request_usd: NonNegative | None = None
+    #: The first day (UTC) this price is in force; None = always. A model may list several.
+    effective_from: datetime.date | None = None
 
 
 class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -124,7 +140,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     routes: list[RouteConfig] = msgspec.field(default_factory=list)
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     teams: dict[str, TeamConfig] = msgspec.field(default_factory=dict)
-    prices: dict[str, PriceConfig] = msgspec.field(default_factory=dict)
+    #: Overrides and additions to the bundled price book; a list gives dated versions of a price.
+    prices: dict[str, PriceConfig | list[PriceConfig]] = msgspec.field(default_factory=dict)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)

@@ -1,4 +1,4 @@
-"""Budget threshold alerts: logged, and POSTed to a webhook in the background.
+"""Budget threshold alerts: logged, and POSTed to a webhook in the background (through the\ngateway's transport, handed in as a ``post`` function: limits/ does no I/O of its own).
 
 A threshold fires on the one settlement that moves a period's spend across it. Spend only grows
 within a period and every settlement is atomic, so each threshold fires once per period even with
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-import aiohttp
 import msgspec
 
 log = logging.getLogger("sluice.alerts")
@@ -66,13 +66,15 @@ class LogAlerts:
         log.warning("budget alert: %s", alert.message())
 
 
+#: POSTs one JSON body; raises on failure (a refused status included).
+Post = Callable[[bytes], Awaitable[object]]
+
+
 class WebhookAlerts:
     """Log line plus a JSON POST from a background task; failures are logged, never raised."""
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
-        self._url = url
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self, post: Post) -> None:
+        self._post_body = post
         self._tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
         self.failed = 0
@@ -84,19 +86,10 @@ class WebhookAlerts:
         task.add_done_callback(self._tasks.discard)
 
     async def _post(self, alert: BudgetAlert) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            async with self._session.post(
-                self._url,
-                data=alert.to_json(),
-                headers={"content-type": "application/json"},
-                allow_redirects=False,
-            ) as resp:
-                if resp.status >= 300:
-                    raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
+            await self._post_body(alert.to_json())
             self.sent += 1
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except Exception as exc:
             self.failed += 1
             # The URL may carry a token: name only the failure.
             log.error("budget alert webhook failed (%s) for %s", type(exc).__name__, alert.scope)
@@ -104,6 +97,3 @@ class WebhookAlerts:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

@@ -8,6 +8,7 @@ released exactly once; doing it twice is a no-op.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import os
@@ -26,6 +27,7 @@ from sluice.limits.model import (
     WINDOW_S,
     Admission,
     BudgetCheck,
+    BudgetUsage,
     Clock,
     Level,
     RateCheck,
@@ -38,6 +40,7 @@ from sluice.limits.model import (
     to_nano,
 )
 from sluice.limits.periods import PeriodWindow, period_window
+from sluice.limits.refusals import hard_budget_message
 from sluice.limits.state import LimitState
 
 _ZERO = Decimal(0)
@@ -97,6 +100,9 @@ class Limiter:
         self._windows: dict[str, PeriodWindow] = {}
         # Ticket ids: a random per-process prefix and a counter are unique across replicas.
         self._ids = itertools.count()
+        # Spend per budget key as last read for a refusal's message: at most one read a second
+        # per budget, however many requests a spent budget refuses.
+        self._refused: dict[str, tuple[float, asyncio.Future[list[BudgetUsage]]]] = {}
         self._id_prefix = os.urandom(6).hex()
         #: id(level) -> (level, its check); the level is kept, so its id cannot be reused meanwhile.
         self._rate_checks: dict[int, tuple[Level, RateCheck]] = {}
@@ -158,7 +164,8 @@ class Limiter:
         )
         verdict = await self.state.admit(adm)
         if not verdict.admitted:
-            raise self._refusal(verdict, rate_levels, budget_levels, adm)
+            usage = await self._refused_usage(verdict, adm)
+            raise self._refusal(verdict, rate_levels, budget_levels, adm, usage)
         return Ticket(
             ticket_id,
             tuple(levels),
@@ -167,14 +174,33 @@ class Limiter:
             headers=_headers(rates, verdict.rates),
         )
 
+    async def _refused_usage(self, verdict: Verdict, adm: Admission) -> BudgetUsage | None:
+        """For a hard budget refusal (off the admitted path): what is spent and reserved, so the
+        message can give the numbers; None if the state cannot say."""
+        if verdict.failed_kind != "budget" or not verdict.hard:
+            return None
+        check = adm.budgets[verdict.failed_index]
+        seen = self._refused.get(check.key)
+        if seen is None or adm.now - seen[0] >= 1.0:  # one read shared by every refusal meanwhile
+            if len(self._refused) >= 1024:
+                self._refused.clear()
+            seen = (adm.now, asyncio.ensure_future(self.state.usage([check], adm.now)))
+            self._refused[check.key] = seen
+        try:
+            [usage] = await asyncio.shield(seen[1])
+        except Exception:  # the refusal stands without the numbers
+            return None
+        return usage
+
     def _refusal(
-        self, verdict: Verdict, rate_levels: list[Level], budget_levels: list[Level], adm: Admission
-    ) -> RateLimited:
+        self, verdict: Verdict, rate_levels: list[Level], budget_levels: list[Level], adm: Admission,
+        usage: BudgetUsage | None = None,
+    ) -> RateLimited:  # fmt: skip
         wait = math.ceil(verdict.retry_after_s * 1000) / 1000
         if verdict.failed_kind == "budget":
             level = budget_levels[verdict.failed_index]
             assert level.budget is not None
-            return self._budget_refusal(level, level.budget, verdict, adm)
+            return self._budget_refusal(level, level.budget, verdict, adm, usage)
         level = rate_levels[verdict.failed_index]
         assert level.rate is not None
         rate = level.rate
@@ -207,17 +233,15 @@ class Limiter:
         return err
 
     def _budget_refusal(
-        self, level: Level, budget: BudgetConfig, verdict: Verdict, adm: Admission
-    ) -> RateLimited:
+        self, level: Level, budget: BudgetConfig, verdict: Verdict, adm: Admission,
+        usage: BudgetUsage | None = None,
+    ) -> RateLimited:  # fmt: skip
         win = self.window(budget, adm.now)
         what = f"{level.label} budget: ${budget.usd} {budget.period}"
         if verdict.hard:
-            wait = max(1.0, math.ceil(win.end_ts - adm.now))
             return RateLimited(
-                f"Budget exhausted: {what}. The request's worst-case cost "
-                f"${from_nano(adm.cost_nano):.6f} does not fit in what is left; "
-                f"it resets at {win.end.isoformat()}.",
-                retry_after=wait,
+                hard_budget_message(what, budget, adm.cost_nano, usage, win.end.isoformat()),
+                retry_after=None,
                 should_retry=False,
                 code="budget_exceeded",
             )

@@ -48,10 +48,6 @@ class ResilientState:
         self._down = False
         self._probing = False
 
-    @property
-    def degraded(self) -> bool:
-        return self._down
-
     def _should_try(self) -> bool:
         if not self._down:
             return True

@@ -127,10 +127,6 @@ class TokenCounter:
             self._by_model[model] = found
         return found
 
-    def count_text(self, text: str, model: str) -> int:
-        name, _ = self.encoding_for(model)
-        return len(self._encoding(name).encode_ordinary(text)) if text else 0
-
     def count_chat(self, req: ChatRequest, model: str | None = None) -> TokenCount:
         name, exact = self.encoding_for(model or req.model)
         enc = self._encoding(name)

@@ -8,16 +8,16 @@ made when the stream ends however it ends: completed, failed upstream, or cut by
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 import msgspec
 
 from sluice.errors import SluiceError
-from sluice.pricing import PriceBook, cost
-from sluice.schema.chat import ChatChunk, ChatResponse, Usage
+from sluice.pricing import PriceBook, cost, from_nano_usd, to_nano_usd
+from sluice.schema.chat import ChatChunk, ChatResponse, CompletionTokensDetails, PromptTokensDetails, Usage
 from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
 from sluice.store.records import RequestRecord
@@ -92,34 +92,44 @@ class Accounting:
         record = self._record(ctx, now)
         self._writer.submit(record)
         if self._log_access:
-            access_log.info("%s", json.dumps(_access_line(record), separators=(",", ":")))
+            access_log.info("access", extra={"fields": _access_line(record)})
 
-    def _cost(self, ctx: RequestContext) -> float | None:
-        if ctx.usage is None or ctx.served_model is None or ctx.provider is None:
-            return None
-        price = self._prices.lookup(ctx.served_model, self._provider_types.get(ctx.provider))
-        return float(cost(ctx.usage, price)) if price is not None else None
+    def _charge(
+        self, model: str, provider: str, usage: Usage, at: float
+    ) -> tuple[int | None, dict[str, object]]:
+        """The exact cost in nano-USD at the price in force ``at`` (None = unpriced), and that price."""
+        price = self._prices.lookup(model, self._provider_types.get(provider), at)
+        ref: dict[str, object] = {"model": model, "provider": provider}
+        if price is None:
+            return None, ref | {"source": "unpriced"}
+        ref |= {"source": price.source, "effective_from": price.effective_from, "rates": price.rates()}
+        return to_nano_usd(cost(usage, price)), ref
 
-    def _bill(self, ctx: RequestContext) -> tuple[Usage | None, float | None]:
+    def _bill(self, ctx: RequestContext) -> _Bill:
         """Tokens and cost: the sum of what each attempt was billed (routing records it per attempt;
-        one answer is billed once), else the answer's usage at the served model's price."""
+        one answer is billed once), else the answer's usage at the served model's price. Any billed
+        attempt without a price leaves the whole request unpriced: a partial sum would read as exact."""
         billed = [a for a in ctx.attempts if a.usage is not None]
         if not billed:
-            return ctx.usage, self._cost(ctx)
-        total: float | None = None
+            if ctx.usage is None or ctx.served_model is None or ctx.provider is None:
+                return _Bill(ctx.usage, None, [], estimated=False)
+            nusd, ref = self._charge(ctx.served_model, ctx.provider, ctx.usage, ctx.started_wall)
+            return _Bill(ctx.usage, nusd, [ref], estimated=False)
+        total: int | None = 0
+        refs: list[dict[str, object]] = []
         for a in billed:
             assert a.usage is not None
-            price = self._prices.lookup(a.model, self._provider_types.get(a.provider))
-            if price is not None:
-                a.cost_usd = float(cost(a.usage, price))
-                total = (total or 0.0) + a.cost_usd
+            a.cost_nusd, a.price = self._charge(a.model, a.provider, a.usage, ctx.started_wall)
+            refs.append(a.price)
+            total = None if total is None or a.cost_nusd is None else total + a.cost_nusd
+        estimated = any(a.estimated for a in billed)
         if len(billed) == 1:
-            return billed[0].usage, total
-        return _sum_usage([a.usage for a in billed if a.usage is not None]), total
+            return _Bill(billed[0].usage, total, refs, estimated)
+        return _Bill(_sum_usage([a.usage for a in billed if a.usage is not None]), total, refs, estimated)
 
     def _record(self, ctx: RequestContext, now: float) -> RequestRecord:
-        billed_usage, cost_usd = self._bill(ctx)
-        usage = billed_usage or Usage()
+        bill = self._bill(ctx)
+        usage = bill.usage or Usage()
         principal = ctx.principal
         err = ctx.error
         return RequestRecord(
@@ -144,7 +154,7 @@ class Accounting:
             cached_tokens=usage.cached_tokens,
             cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=cost_usd,
+            cost_usd=float(from_nano_usd(bill.nusd)) if bill.nusd is not None else None,
             latency_ms=(now - ctx.started) * 1000.0,
             ttft_ms=(ctx.first_token_at - ctx.started) * 1000.0 if ctx.first_token_at else None,
             attempts=len(ctx.attempts),
@@ -153,13 +163,34 @@ class Accounting:
             route_reason=ctx.route_reason,
             shadow_of=ctx.shadow_of,
             comparison=ctx.comparison,
+            cost_nusd=bill.nusd,
+            prices=_encode(bill.prices).decode() if bill.prices else None,
+            cost_estimated=bill.estimated,
         )
 
 
+@dataclass(slots=True)
+class _Bill:
+    usage: Usage | None
+    #: Exact cost in nano-USD; None = unpriced (or nothing billed).
+    nusd: int | None
+    prices: list[dict[str, object]]
+    estimated: bool
+
+
 def _sum_usage(items: list[Usage]) -> Usage:
+    """Every token class summed, so a retried request's cached and reasoning tokens are kept."""
     p = sum(u.prompt_tokens for u in items)
     c = sum(u.completion_tokens for u in items)
-    return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
+    return Usage(
+        prompt_tokens=p, completion_tokens=c, total_tokens=p + c,
+        prompt_tokens_details=PromptTokensDetails(
+            cached_tokens=sum(u.cached_tokens for u in items),
+            cache_write_tokens=sum(u.cache_write_tokens for u in items),
+            cache_write_1h_tokens=sum(u.cache_write_1h_tokens for u in items),
+        ),
+        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=sum(u.reasoning_tokens for u in items)),
+    )  # fmt: skip
 
 
 def _access_line(r: RequestRecord) -> dict[str, object]:

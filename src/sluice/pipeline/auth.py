@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import time
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -52,7 +51,6 @@ class KeyCache:
         #: Indexed by the first 16 hex digits of the hash; the full hash is compared in constant time.
         self._by_prefix: dict[str, list[tuple[str, Principal]]] = {}
         self._version: tuple[float, int] | None = None
-        self._last_reload = 0.0
         self._reload_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[None] | None = None
@@ -73,7 +71,6 @@ class KeyCache:
         async with self._reload_lock:
             version = await self._store.keys_version()
             if not force and version == self._version:
-                self._last_reload = time.monotonic()
                 return
             keys = await self._store.list_keys(include_revoked=False)
             index: dict[str, list[tuple[str, Principal]]] = {}
@@ -81,7 +78,6 @@ class KeyCache:
                 index.setdefault(k.hash[:16], []).append((k.hash, self._principal(k)))
             self._by_prefix = index
             self._version = version
-            self._last_reload = time.monotonic()
 
     async def start(self) -> None:
         await self.reload(force=True)

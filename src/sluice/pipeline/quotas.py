@@ -236,9 +236,6 @@ class Quotas:
 
     # ------------------------------------------------------------------ provider accounts (routing)
 
-    def provider_limit(self, provider: str) -> RateLimitConfig | None:
-        return self._config.providers.get(provider)
-
     async def admit_provider(self, provider: str, tokens: int) -> Ticket:
         """Admit one upstream attempt against the provider account's limits (raises RateLimited)."""
         rate = self._config.providers.get(provider)
@@ -274,12 +271,6 @@ class Quotas:
     def settle_attempt(self, ticket: Ticket | None, usage: Usage | None) -> None:
         if ticket is not None:
             self.settle_provider(ticket, usage)
-
-    async def admit_route(self, route: str, tokens: int) -> Ticket:
-        """For a route chosen after this middleware ran: admit against its rate limit."""
-        rate = self._routes.get(route)
-        levels: Sequence[Level] = [Level("route", route, rate=rate)] if rate is not None else ()
-        return await self.limiter.admit(levels, tokens=tokens)
 
 
 _NO_PLAN = Plan(0, 0, True, None)

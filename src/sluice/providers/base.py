@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
 
-from sluice.errors import ProviderError
+from sluice.errors import ProviderError, ProviderErrorKind
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
 from sluice.schema.upstream import UpstreamRequest, UpstreamResponse
@@ -77,6 +77,19 @@ class EmbeddingAdapter(Protocol):
     ) -> EmbeddingResponse: ...
 
 
+#: Response headers in which providers name a request (OpenAI and Azure, Anthropic, Bedrock, Azure APIM).
+_REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "x-amzn-requestid", "apim-request-id")
+
+
+def upstream_request_id(headers: dict[str, str], answer_id: str | None = None) -> str | None:
+    """The provider's id for one call: its request-id header, else the id in its answer."""
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value[:200]
+    return answer_id[:200] if answer_id else None
+
+
 def parse_retry_after(headers: dict[str, str]) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds only; dates ignored)."""
     ms = headers.get("retry-after-ms")
@@ -101,7 +114,7 @@ def scrub(text: str, secret: str | None, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def kind_for_status(status: int) -> str:
+def kind_for_status(status: int) -> ProviderErrorKind:
     """The normalised error kind an HTTP status means when the body says nothing more precise."""
     if status in (401, 403):
         return "auth"
@@ -121,7 +134,7 @@ def kind_for_status(status: int) -> str:
 
 
 def upstream_error(
-    kind: str, message: str, resp: UpstreamResponse, provider: str, secret: str | None
+    kind: ProviderErrorKind, message: str, resp: UpstreamResponse, provider: str, secret: str | None
 ) -> ProviderError:
     """The ProviderError for a non-2xx answer: the upstream's own words (scrubbed of the provider
     credential), except for auth failures, which never echo anything about our credentials."""

@@ -9,9 +9,11 @@ record's :class:`Attempt`, and settles the attempt guard's handle.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 from sluice.config.routing import RETRY_KINDS
+from sluice.errors import ProviderErrorKind
+from sluice.limits.model import Ticket
 from sluice.routing.health import Admission, TargetHealth
 from sluice.routing.retry import RetryBudget
 from sluice.schema.chat import Usage
@@ -32,9 +34,9 @@ class AttemptGuard(Protocol):
     an estimate of what was relayed).
     """
 
-    async def admit_attempt(self, ctx: RequestContext, provider: str) -> Any: ...
+    async def admit_attempt(self, ctx: RequestContext, provider: str) -> Ticket | None: ...
 
-    def settle_attempt(self, handle: Any, usage: Usage | None) -> None: ...
+    def settle_attempt(self, handle: Ticket | None, usage: Usage | None) -> None: ...
 
 
 class AttemptTracker:
@@ -61,7 +63,7 @@ class AttemptTracker:
         self.health = health
         #: Set when an attempt guard admitted the attempt: settled in ``end``.
         self.guard: AttemptGuard | None = None
-        self.handle: Any = None
+        self.handle: Ticket | None = None
         self._admission = admission
         self._budget = budget
         self._started = time.perf_counter()  # latency is measured in real time, whatever the clock
@@ -82,7 +84,7 @@ class AttemptTracker:
 
     def end(
         self,
-        kind: str | None,
+        kind: ProviderErrorKind | None,
         usage: Usage | None = None,
         *,
         estimated: bool = False,

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Protocol, TypeVar
 
 from sluice.errors import ProviderError
-from sluice.providers.base import ChatAdapter, EmbeddingAdapter, StreamDecoder, Target
+from sluice.providers.base import ChatAdapter, EmbeddingAdapter, StreamDecoder, Target, upstream_request_id
 from sluice.routing.attempt import AttemptTracker
 from sluice.routing.relay import Relay, StreamEnd
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
@@ -51,6 +51,7 @@ class ChatCall:
         if resp.status >= 400:
             raise adapter.parse_error(resp)
         result = adapter.parse_response(resp, self._req)
+        tracker.attempt.upstream_id = upstream_request_id(resp.headers, result.id)
         tracker.end(None, result.usage)
         return result
 
@@ -80,6 +81,7 @@ class StreamCall:
         adapter = self._adapters[target.provider]
         stream = await self._transport.open_stream(adapter.build_request(self._req, target), deadline)
         tracker.attempt.status = stream.status
+        tracker.attempt.upstream_id = upstream_request_id(stream.headers)
         limit = (
             deadline.total_s if self._first_token_s is None else min(deadline.total_s, self._first_token_s)
         )
@@ -100,6 +102,8 @@ class StreamCall:
             stream.close()
             raise
         tracker.commit()
+        if tracker.attempt.upstream_id is None and first:
+            tracker.attempt.upstream_id = first[0].id or None
         relay = Relay(
             stream, chunks, decoder, first, ended=ended, tracker=tracker,
             req=self._req, on_end=self._on_end,
@@ -130,6 +134,7 @@ class EmbedCall:
         if resp.status >= 400:
             raise self._adapters[target.provider].parse_error(resp)
         result = adapter.parse_embedding_response(resp, self._req)
+        tracker.attempt.upstream_id = upstream_request_id(resp.headers)
         u = result.usage
         tracker.end(
             None, Usage(prompt_tokens=u.prompt_tokens, total_tokens=u.total_tokens or u.prompt_tokens)

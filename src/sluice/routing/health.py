@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal, TypeAlias
 
 from sluice.config.routing import BreakerConfig
+from sluice.errors import ProviderErrorKind
 from sluice.providers.base import Target
 
 Clock: TypeAlias = Callable[[], float]
@@ -53,7 +54,7 @@ class Breaker:
         self.open_until = 0.0
         self.probing = False
         self.opened = 0
-        self.last_error: str | None = None
+        self.last_error: ProviderErrorKind | None = None
 
     def admit(self) -> Admission:
         if self.state == "closed":
@@ -80,7 +81,7 @@ class Breaker:
         elif self.state == "closed":
             self._push(0)
 
-    def failure(self, admission: Admission, kind: str) -> None:
+    def failure(self, admission: Admission, kind: ProviderErrorKind) -> None:
         self.last_error = kind
         self.consecutive += 1
         if admission == "probe":

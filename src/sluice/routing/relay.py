@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-from sluice.errors import ProviderError
+from sluice.errors import ProviderError, ProviderErrorKind
 from sluice.providers.base import StreamDecoder
 from sluice.routing.attempt import AttemptTracker
 from sluice.routing.strategies import estimate_prompt_tokens
@@ -127,7 +127,7 @@ class Relay:
         p = estimate_prompt_tokens(self._req)  # only when the provider sent no usage
         return Usage(prompt_tokens=p, completion_tokens=out, total_tokens=p + out), True
 
-    def _end(self, kind: str | None) -> None:
+    def _end(self, kind: ProviderErrorKind | None) -> None:
         if self._done:
             return
         self._done = True

@@ -28,8 +28,10 @@ _ERROR_TYPES: Final = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     413: "request_too_large",
     415: "invalid_request_error",
+    431: "request_too_large",
     429: "rate_limit_error",
     504: "timeout_error",
 }
@@ -148,6 +150,10 @@ class AnthropicStreamEncoder:
         out.append(encode_event("message_delta", _encode(delta)))
         out.append(encode_event("message_stop", b'{"type":"message_stop"}'))
         return b"".join(out)
+
+    def error(self, exc: SluiceError) -> bytes:
+        """An error event and no ``message_stop``: the stream cannot look complete."""
+        return stream_error_event(exc)
 
     def _message_start(self, chunk: ChatChunk | None) -> bytes:
         self._started = True

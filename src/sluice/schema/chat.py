@@ -182,6 +182,8 @@ class ChatRequest(_S):
 class PromptTokensDetails(msgspec.Struct, kw_only=True):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
+    #: Of ``cache_write_tokens``, those written for an hour (Anthropic prices them apart).
+    cache_write_1h_tokens: int = 0
 
 
 class CompletionTokensDetails(msgspec.Struct, kw_only=True):
@@ -206,6 +208,11 @@ class Usage(msgspec.Struct, kw_only=True):
     def cache_write_tokens(self) -> int:
         d = self.prompt_tokens_details
         return d.cache_write_tokens if d is not None else 0
+
+    @property
+    def cache_write_1h_tokens(self) -> int:
+        d = self.prompt_tokens_details
+        return d.cache_write_1h_tokens if d is not None else 0
 
     @property
     def reasoning_tokens(self) -> int:

@@ -12,7 +12,7 @@ from sluice.errors import SluiceError
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
 
-Dialect: TypeAlias = Literal["openai", "anthropic"]
+Dialect: TypeAlias = Literal["openai", "anthropic", "responses"]
 Endpoint: TypeAlias = Literal["chat", "embeddings"]
 
 
@@ -48,8 +48,13 @@ class Attempt:
     #: first chunk an estimate of what was relayed (``estimated``). None = nothing billed.
     usage: Usage | None = None
     estimated: bool = False
-    #: Filled in by accounting from ``usage`` and the served model's price.
-    cost_usd: float | None = None
+    #: Filled in by accounting from ``usage`` and the price in force: the exact cost in nano-USD
+    #: (None = unpriced), and the price it was charged at (``source`` and per-token ``rates``).
+    cost_nusd: int | None = None
+    price: dict[str, object] | None = None
+    #: The provider's own id for this call (its request-id header, else the answer's id), so the
+    #: ledger joins exactly with a provider's usage export.
+    upstream_id: str | None = None
 
 
 class ChunkStream:
@@ -110,6 +115,9 @@ class RequestContext:
     comparison: str | None = None
     #: Extra headers for the caller's response (x-ratelimit-*, ...), set by middlewares.
     response_headers: dict[str, str] = field(default_factory=dict)
+    #: The caller's dialect's own state for this request, set when it parses the body (the
+    #: Responses API's response frame and conversation); nothing below the server reads it.
+    dialect_state: object = None
 
     @property
     def stream(self) -> bool:

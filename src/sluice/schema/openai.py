@@ -9,6 +9,7 @@ import msgspec
 from sluice.errors import BadRequest, ProviderError, SluiceError
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse
 from sluice.schema.embeddings import EmbeddingRequest, check_input
+from sluice.schema.sse import DONE
 
 _CHAT_FIELDS: Final = frozenset(ChatRequest.__struct_fields__) - {"extra_body"}
 _EMBED_FIELDS: Final = frozenset(EmbeddingRequest.__struct_fields__)
@@ -107,6 +108,31 @@ def render_response(resp: ChatResponse) -> bytes:
 
 def render_chunk(chunk: ChatChunk) -> bytes:
     return encode(chunk)
+
+
+class OpenAIStreamEncoder:
+    """Canonical chunks → ``data:`` events, ``[DONE]`` at the end. The usage chunk is passed on
+    only when the caller asked for it (``stream_options.include_usage``): the gateway asks every
+    upstream for usage on its own account."""
+
+    __slots__ = ("_include_usage",)
+
+    def __init__(self, include_usage: bool) -> None:
+        self._include_usage = include_usage
+
+    def feed(self, chunk: ChatChunk) -> bytes:
+        if chunk.usage is not None and not self._include_usage:
+            if not chunk.choices:
+                return b""  # the usage-only chunk the gateway asked for on its own account
+            chunk.usage = None
+        return b"data: " + encode(chunk) + b"\n\n"
+
+    def finish(self) -> bytes:
+        return DONE
+
+    def error(self, exc: SluiceError) -> bytes:
+        # No [DONE] after it, so the stream cannot look complete.
+        return b"data: " + error_body(exc) + b"\n\n"
 
 
 class _ErrorBody(msgspec.Struct, omit_defaults=True):

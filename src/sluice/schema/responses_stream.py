@@ -91,7 +91,7 @@ class ResponsesStreamEncoder:
         out.append(event(kind, self._next(), {"response": self.final}))
         return b"".join(out)
 
-    def fail(self, exc: SluiceError) -> bytes:
+    def error(self, exc: SluiceError) -> bytes:
         out = [] if self._started else [self._start()]
         data, self.final = failed_events(exc, self._frame, self._output(), self._seq)
         self._seq += 2

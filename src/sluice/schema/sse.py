@@ -73,10 +73,6 @@ class SSEDecoder:
         return bool(self._buf.strip()) or bool(self._data)
 
 
-def encode_data(payload: bytes) -> bytes:
-    return b"data: " + payload + b"\n\n"
-
-
 def encode_event(event: str, payload: bytes) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 import httptools
 
@@ -30,16 +31,27 @@ MAX_HEAD_BYTES = 64 * 1024
 #: Pipelined requests buffered per connection before reading pauses.
 MAX_PIPELINE = 16
 
+#: (request target as far as it arrived, status, message) -> the error body, in the path's dialect.
+RefusalBody: TypeAlias = Callable[[str, int, str], bytes]
+
+
+def openai_refusal(target: str, status: int, message: str) -> bytes:
+    """The refusal body when the server is given no dialect-aware renderer."""
+    return b'{"error":{"message":"%s","type":"invalid_request_error","code":null,"param":null}}' % (
+        message.replace("\\", "\\\\").replace('"', "'").encode("ascii", "replace")
+    )
+
 
 class ServerState:
     """What every connection of one listening server shares."""
 
     def __init__(
         self, services: Services, handler: Handler, *, max_body: int, keepalive_s: float = 75.0,
-        slow_client_s: float = 60.0,
+        slow_client_s: float = 60.0, refusal_body: RefusalBody = openai_refusal,
     ) -> None:  # fmt: skip
         self.services = services
         self.handler = handler
+        self.refusal_body = refusal_body
         self.max_body = max_body
         self.keepalive_s = keepalive_s
         self.slow_client_s = slow_client_s
@@ -299,14 +311,13 @@ class HttpProtocol(asyncio.Protocol):
         and close, since nothing after it on this connection can be trusted."""
         self._pause_reading()
         self._queue.clear()
-        body = b'{"error":{"message":"%s","type":"invalid_request_error","code":null,"param":null}}' % (
-            message.replace("\\", "\\\\").replace('"', "'").encode("ascii", "replace")
-        )
+        current = self._current
+        target = current.path if current is not None else self._url.decode("utf-8", "replace")
+        body = self._state.refusal_body(target, status, message)
         raw = encode_head(
             status, {"content-type": "application/json", "x-sluice-error-source": "gateway"},
             b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
         ) + body  # fmt: skip
-        current = self._current
         if self._active is None:
             self.write(raw)
             self.close()

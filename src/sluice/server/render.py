@@ -1,17 +1,15 @@
-"""Rendering results and errors to the caller, per dialect."""
+"""Rendering results and errors to the caller. The error's body comes from the dialect of the
+path (``Dialect.error_body``); its headers are the same in every dialect."""
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 
 from sluice.errors import SluiceError
-from sluice.schema import openai as openai_dialect
+from sluice.schema import openai as openai_wire
 from sluice.schema.context import RequestContext
 from sluice.server.wire import Response
-
-log = logging.getLogger("sluice.server")
 
 ErrorBody = Callable[[SluiceError], bytes]
 
@@ -33,7 +31,8 @@ def base_headers(ctx: RequestContext) -> dict[str, str]:
 
 def error_headers(exc: SluiceError) -> dict[str, str]:
     headers: dict[str, str] = {"x-sluice-error-source": exc.source}
-    if exc.status in (429, 503) or exc.retry_after is not None:
+    # Never "retry after 1 s" next to "do not retry": a refusal waiting cannot cure has no retry-after.
+    if exc.should_retry is not False and (exc.status in (429, 503) or exc.retry_after is not None):
         wait = exc.retry_after if exc.retry_after is not None else 1.0
         headers["retry-after"] = str(max(0, math.ceil(wait)))
     if exc.should_retry is not None:
@@ -43,7 +42,7 @@ def error_headers(exc: SluiceError) -> dict[str, str]:
 
 
 def error_response(
-    exc: SluiceError, ctx: RequestContext | None, body: ErrorBody = openai_dialect.error_body
+    exc: SluiceError, ctx: RequestContext | None, body: ErrorBody = openai_wire.error_body
 ) -> Response:
     headers = base_headers(ctx) if ctx is not None else {}
     headers.update(error_headers(exc))

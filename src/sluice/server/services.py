@@ -1,4 +1,4 @@
-"""What the route handlers need, assembled once by ``app.create_app``."""
+"""What the route handlers need, assembled once at start-up by ``app.running``."""
 
 from __future__ import annotations
 

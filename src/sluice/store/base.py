@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from sluice.errors import ConfigError
-from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
+from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
 from sluice.store.rows import RequestRow
 
 
@@ -41,12 +43,32 @@ class Store(Protocol):
         """Shadow calls recorded since ``since`` (oldest first)."""
         ...
 
+    async def ledger_rows(
+        self, since: float, until: float, after_id: str = "", limit: int = 10_000
+    ) -> list[LedgerRow]:
+        """Requests with ``since <= ts < until`` that billed an attempt, in id order after ``after_id``
+        (page through with the last id of the previous page)."""
+        ...
+
 
 class StoreUnavailable(Exception):
     """The database could not be reached or refused the operation."""
 
 
-def create_store(url: str, key_secret: str | None = None) -> Store:
+def store_location(url: str) -> str:
+    """Where ``url`` points, for people: a SQLite file's absolute path (relative paths are
+    resolved against the current directory, by every command alike), else the server and
+    database, never the password."""
+    if url.startswith("sqlite:"):
+        from sluice.store.sqlite import sqlite_path
+
+        path = sqlite_path(url)
+        return path if path == ":memory:" else str(Path(path).resolve())
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def create_store(url: str) -> Store:
     if url.startswith("sqlite:"):
         from sluice.store.sqlite import SQLiteStore
 

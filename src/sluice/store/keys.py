@@ -1,14 +1,20 @@
-"""Gateway key secrets: generation and HMAC-SHA256 hashing. The secret is shown once, never stored."""
+"""Gateway keys: what a new key may be given, secret generation and HMAC-SHA256 hashing. The
+secret is shown once, never stored."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import os
 import secrets
 import time
+from collections.abc import Collection
 from pathlib import Path
+from typing import Annotated, Literal
 
-from sluice.errors import ConfigError
+import msgspec
+
+from sluice.errors import BadRequest, ConfigError
 from sluice.store.records import KeyRecord
 from sluice.store.sqlite import sqlite_path
 
@@ -78,3 +84,38 @@ def load_or_create_hmac_key(path: Path) -> bytes:
     with os.fdopen(fd, "w") as f:
         f.write(key.hex())
     return key
+
+
+class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """What a new key may be given: by ``POST /admin/keys`` and by ``sluice keys create``."""
+
+    team: str
+    user: str | None = None
+    name: str | None = None
+    models: list[str] | None = None
+    rpm: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    tpm: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    concurrent: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    budget_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    budget_period: Literal["daily", "weekly", "monthly"] | None = None
+
+
+def validate_key_request(models: Collection[str], teams: Collection[str], spec: KeyCreate) -> None:
+    """The key's team and models must be declared in the policy."""
+    if spec.team not in teams:
+        raise BadRequest(f"unknown team '{spec.team}': teams are declared in the policy file", param="team")
+    for m in spec.models or []:
+        if m not in models:
+            raise BadRequest(f"unknown model '{m}'", param="models")
+
+
+def key_from_spec(hmac_key: bytes, spec: KeyCreate) -> tuple[str, KeyRecord]:
+    """A new key (secret, record) with the spec's identity and limits."""
+    secret, record = new_key(
+        hmac_key, team=spec.team, user=spec.user, name=spec.name,
+        models=tuple(spec.models) if spec.models is not None else None,
+    )  # fmt: skip
+    return secret, dataclasses.replace(
+        record, rpm=spec.rpm, tpm=spec.tpm, concurrent=spec.concurrent, budget_usd=spec.budget_usd,
+        budget_period=spec.budget_period or ("monthly" if spec.budget_usd is not None else None),
+    )  # fmt: skip

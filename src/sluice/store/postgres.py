@@ -1,6 +1,10 @@
 """PostgreSQL backend (several replicas): asyncpg pool, batched inserts with COPY-free executemany.
 
 Every call has a timeout so a database outage surfaces as ``StoreUnavailable`` instead of a hang.
+Only what says the database cannot serve now (no connection, a timeout, the server out of
+resources or shutting down, a read-only failover, a transaction rolled back by the server) becomes
+``StoreUnavailable``; a programming or data error (bad SQL, a constraint, a value out of range) is
+raised as asyncpg raised it, so it is seen for what it is rather than retried as an outage.
 """
 
 from __future__ import annotations
@@ -10,13 +14,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from sluice.store.base import StoreUnavailable
-from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
-from sluice.store.rows import RequestRow, key_from_row, key_to_row
-from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS, ddl
+from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
+from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row
+from sluice.store.schema_sql import (
+    GROUP_COLUMNS,
+    KEY_COLUMNS,
+    LEDGER_COLUMNS,
+    REQUEST_COLUMNS,
+    SHADOW_COLUMNS,
+    SPEND_AGGREGATES,
+    ddl,
+)  # fmt: skip
 
 _TIMEOUT_S = 5.0
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
 _SHADOW_SELECT = "SELECT " + ", ".join(SHADOW_COLUMNS) + " FROM requests"
+_LEDGER_SELECT = "SELECT " + ", ".join(LEDGER_COLUMNS) + " FROM requests"
 _REQ_INSERT = (
     f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i + 1}' for i in range(len(REQUEST_COLUMNS)))}) ON CONFLICT (id) DO NOTHING"
@@ -57,7 +70,9 @@ class PostgresStore:
         try:
             return await getattr(self._pool, method)(sql, *args, timeout=_TIMEOUT_S)
         except Exception as exc:
-            raise StoreUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
+            if unavailable(exc):
+                raise StoreUnavailable(f"postgres: {type(exc).__name__}: {exc}") from exc
+            raise
 
     async def ping(self) -> None:
         await self._call("fetchval", "SELECT 1")
@@ -93,13 +108,9 @@ class PostgresStore:
             if group_by == "day"
             else GROUP_COLUMNS[group_by]
         )
-        sql = (
-            f"SELECT {col} AS g, count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
-            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0) "
-            "FROM requests WHERE ts >= $1 GROUP BY g ORDER BY g"
-        )
+        sql = f"SELECT {col} AS g, {SPEND_AGGREGATES} FROM requests WHERE ts >= $1 GROUP BY g ORDER BY g"
         rows = await self._call("fetch", sql, since or 0.0)
-        return [SpendRow(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5])) for r in rows]
+        return [spend_row(r) for r in rows]
 
     async def count_requests(self) -> int:
         return int(await self._call("fetchval", "SELECT count(*) FROM requests"))
@@ -108,3 +119,33 @@ class PostgresStore:
         sql = _SHADOW_SELECT + " WHERE shadow_of IS NOT NULL AND ts >= $1 ORDER BY ts"
         rows = await self._call("fetch", sql, since or 0.0)
         return [ShadowRow(*tuple(r)) for r in rows]
+
+    async def ledger_rows(
+        self, since: float, until: float, after_id: str = "", limit: int = 10_000
+    ) -> list[LedgerRow]:
+        sql = _LEDGER_SELECT + (
+            " WHERE ts >= $1 AND ts < $2 AND id > $3 AND attempts_detail LIKE '%\"usage\":{%' ORDER BY id LIMIT $4"
+        )
+        rows = await self._call("fetch", sql, since, until, after_id, limit)
+        return [LedgerRow(*tuple(r)) for r in rows]
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Does ``exc`` say the database cannot serve now (rather than that the call was wrong)?"""
+    import asyncpg
+
+    errors = asyncpg.exceptions
+    transient = (
+        OSError,  # refused, reset, unreachable
+        TimeoutError,
+        errors.PostgresConnectionError,  # class 08, and the connection lost under a call
+        errors.InsufficientResourcesError,  # class 53: too many connections, disk full, out of memory
+        errors.OperatorInterventionError,  # class 57: shutting down, cannot connect now, cancelled
+        errors.TransactionRollbackError,  # class 40: serialization failure, deadlock
+        errors.ReadOnlySQLTransactionError,  # a replica after failover
+    )
+    if isinstance(exc, transient):
+        return True
+    # The pool closing or a connection closed under a call: asyncpg says so with an InterfaceError,
+    # which otherwise means a wrong call (argument count, types).
+    return isinstance(exc, errors.InterfaceError) and ("closed" in str(exc) or "closing" in str(exc))

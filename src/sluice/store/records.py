@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal, TypeAlias
 
 GroupBy: TypeAlias = Literal["team", "key", "user", "model", "day", "provider"]
@@ -27,10 +28,6 @@ class KeyRecord:
     concurrent: int | None = None
     budget_usd: float | None = None
     budget_period: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
 
 
 @dataclass(slots=True)
@@ -69,6 +66,13 @@ class RequestRecord:
     #: Shadow calls: the mirrored request's id, and the comparison of the two answers (JSON).
     shadow_of: str | None = None
     comparison: str | None = None
+    #: The ledger: the exact cost in nano-USD (``cost_usd`` is its rounded float for reading by eye);
+    #: None with tokens billed = unpriced, never $0.
+    cost_nusd: int | None = None
+    #: JSON list of the prices charged, one per billed attempt: {model, provider, source, effective_from, rates}.
+    prices: str | None = None
+    #: Some billed tokens were estimated (a stream cut before the provider reported its usage).
+    cost_estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +89,26 @@ class ShadowRow:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One request as reconciliation reads it: each billed attempt is in ``attempts_detail``."""
+
+    id: str
+    ts: float
+    team: str | None
+    key_id: str | None
+    shadow_of: str | None
+    status: int
+    attempts_detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class SpendRow:
     group: str | None
     requests: int
     errors: int
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: float
+    #: Exact: the sum of the records' nano-USD ledger values.
+    cost_usd: Decimal
+    #: Requests that billed tokens of a model with no price (their cost is unknown, not $0).
+    unpriced: int = 0

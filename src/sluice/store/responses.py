@@ -45,6 +45,7 @@ class ResponseStore:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.dropped = 0
         self.purged = 0
 
@@ -53,6 +54,7 @@ class ResponseStore:
         self._task = asyncio.create_task(self._run(), name="sluice-responses")
 
     async def close(self) -> None:
+        self._closing = True  # the task also stops at its next turn, should a cancel be lost
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -99,9 +101,12 @@ class ResponseStore:
     async def _run(self) -> None:
         """Sleeps until there is something to write (or to purge): an idle gateway does no work."""
         next_purge = time.monotonic()
-        while True:
+        while not self._closing:
+            # asyncio.timeout, not wait_for: a cancel arriving as a put wakes the task could leave
+            # wait_for waiting on its inner task, and close waiting for this one, forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_purge - time.monotonic()))
+                async with asyncio.timeout(max(0.0, next_purge - time.monotonic())):
+                    await self._wake.wait()
             try:
                 if self._wake.is_set():
                     await asyncio.sleep(self._flush_interval_s)  # let a batch gather
@@ -116,9 +121,9 @@ class ResponseStore:
                 await asyncio.sleep(1.0)
 
     async def _flush(self) -> None:
-        if not self._pending:
-            return
-        async with self._lock:
+        async with self._lock:  # a batch being written is waited for, so a flush means written
+            if not self._pending:
+                return
             batch, self._pending, self._pending_bytes = self._pending, {}, 0
             self._inflight = batch
             try:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
-from sluice.store.records import KeyRecord, RequestRecord
+from sluice.store.records import KeyRecord, RequestRecord, SpendRow
 
 
 def key_to_row(key: KeyRecord, updated_at: float) -> tuple[Any, ...]:
@@ -31,6 +32,13 @@ def key_from_row(row: Sequence[Any]) -> KeyRecord:
 RequestRow = tuple[Any, ...]
 
 
+def spend_row(r: Sequence[Any]) -> SpendRow:
+    """A row of ``SELECT group, SPEND_AGGREGATES``."""
+    return SpendRow(
+        r[0], int(r[1]), int(r[2] or 0), int(r[3]), int(r[4]), Decimal(int(r[5])).scaleb(-9), int(r[6] or 0)
+    )
+
+
 def request_to_row(r: RequestRecord) -> RequestRow:
     # Spelled out (not dataclasses.astuple, which deep-copies): this runs for every request.
     return (
@@ -38,5 +46,5 @@ def request_to_row(r: RequestRecord) -> RequestRow:
         r.requested_model, r.served_model, r.provider, r.route, int(r.stream), r.status, r.error_source, r.error_kind,
         r.error_message, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cache_write_tokens,
         r.reasoning_tokens, r.cost_usd, r.latency_ms, r.ttft_ms, r.attempts, r.attempts_detail, r.note,
-        r.route_reason, r.shadow_of, r.comparison,
+        r.route_reason, r.shadow_of, r.comparison, r.cost_nusd, r.prices, int(r.cost_estimated),
     )  # fmt: skip

@@ -9,8 +9,10 @@ REQUEST_COLUMNS: Final = (
     "provider", "route", "stream", "status", "error_source", "error_kind", "error_message",
     "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_detail", "note", "route_reason",
-    "shadow_of", "comparison",
+    "shadow_of", "comparison", "cost_nusd", "prices", "cost_estimated",
 )  # fmt: skip
+
+LEDGER_COLUMNS: Final = ("id", "ts", "team", "key_id", "shadow_of", "status", "attempts_detail")
 
 SHADOW_COLUMNS: Final = ("id", "ts", "route", "shadow_of", "status", "cost_usd", "comparison")
 
@@ -35,18 +37,31 @@ def ddl(real: str, bigint: str) -> list[str]:
             cached_tokens {bigint} NOT NULL, cache_write_tokens {bigint} NOT NULL,
             reasoning_tokens {bigint} NOT NULL, cost_usd {real}, latency_ms {real} NOT NULL,
             ttft_ms {real}, attempts INTEGER NOT NULL, attempts_detail TEXT, note TEXT,
-            route_reason TEXT, shadow_of TEXT, comparison TEXT)""",
+            route_reason TEXT, shadow_of TEXT, comparison TEXT, cost_nusd {bigint}, prices TEXT,
+            cost_estimated INTEGER NOT NULL DEFAULT 0)""",
         "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
         "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team, ts)",
         "CREATE INDEX IF NOT EXISTS requests_key_ts ON requests (key_id, ts)",
     ]
 
 
+#: What a spend report sums per group. Costs are summed as integers (nano-USD): exact.
+SPEND_AGGREGATES: Final = (
+    "count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), coalesce(sum(prompt_tokens), 0), "
+    "coalesce(sum(completion_tokens), 0), coalesce(sum(cost_nusd), 0), "
+    "sum(CASE WHEN cost_nusd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END)"
+)
+
 #: SQL expression for each spend grouping; ``day`` is filled in per dialect.
 GROUP_COLUMNS: Final = {
     "team": "team",
     "key": "key_id",
     "user": "user_id",
-    "model": "served_model",
+    # The model asked for, and the one that answered where it was another ("a -> b"); a request
+    # refused before any model answered stays under the model it asked for.
+    "model": (
+        "CASE WHEN served_model IS NULL OR served_model = requested_model THEN requested_model "
+        "WHEN requested_model IS NULL THEN served_model ELSE requested_model || ' -> ' || served_model END"
+    ),
     "provider": "provider",
 }

@@ -15,13 +15,22 @@ from pathlib import Path
 from typing import TypeVar
 
 from sluice.store.base import StoreUnavailable
-from sluice.store.records import GroupBy, KeyRecord, ShadowRow, SpendRow
-from sluice.store.rows import RequestRow, key_from_row, key_to_row
-from sluice.store.schema_sql import GROUP_COLUMNS, KEY_COLUMNS, REQUEST_COLUMNS, SHADOW_COLUMNS, ddl
+from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
+from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row
+from sluice.store.schema_sql import (
+    GROUP_COLUMNS,
+    KEY_COLUMNS,
+    LEDGER_COLUMNS,
+    REQUEST_COLUMNS,
+    SHADOW_COLUMNS,
+    SPEND_AGGREGATES,
+    ddl,
+)  # fmt: skip
 
 T = TypeVar("T")
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
 _SHADOW_SELECT = "SELECT " + ", ".join(SHADOW_COLUMNS) + " FROM requests"
+_LEDGER_SELECT = "SELECT " + ", ".join(LEDGER_COLUMNS) + " FROM requests"
 _REQ_INSERT = (
     f"INSERT OR IGNORE INTO requests ({', '.join(REQUEST_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)})"
@@ -143,13 +152,9 @@ class SQLiteStore:
 
     async def spend(self, group_by: GroupBy, since: float | None) -> list[SpendRow]:
         col = "strftime('%Y-%m-%d', ts, 'unixepoch')" if group_by == "day" else GROUP_COLUMNS[group_by]
-        sql = (
-            f"SELECT {col} AS g, count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
-            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0) "
-            "FROM requests WHERE ts >= ? GROUP BY g ORDER BY g"
-        )
+        sql = f"SELECT {col} AS g, {SPEND_AGGREGATES} FROM requests WHERE ts >= ? GROUP BY g ORDER BY g"
         rows = await self._run(lambda c: c.execute(sql, (since or 0.0,)).fetchall())
-        return [SpendRow(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in rows]
+        return [spend_row(r) for r in rows]
 
     async def count_requests(self) -> int:
         row = await self._run(lambda c: c.execute("SELECT count(*) FROM requests").fetchone())
@@ -159,3 +164,12 @@ class SQLiteStore:
         sql = _SHADOW_SELECT + " WHERE shadow_of IS NOT NULL AND ts >= ? ORDER BY ts"
         rows = await self._run(lambda c: c.execute(sql, (since or 0.0,)).fetchall())
         return [ShadowRow(*r) for r in rows]
+
+    async def ledger_rows(
+        self, since: float, until: float, after_id: str = "", limit: int = 10_000
+    ) -> list[LedgerRow]:
+        sql = _LEDGER_SELECT + (
+            " WHERE ts >= ? AND ts < ? AND id > ? AND attempts_detail LIKE '%\"usage\":{%' ORDER BY id LIMIT ?"
+        )
+        rows = await self._run(lambda c: c.execute(sql, (since, until, after_id, limit)).fetchall())
+        return [LedgerRow(*r) for r in rows]

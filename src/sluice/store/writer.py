@@ -126,9 +126,10 @@ class RecordWriter:
             except StoreUnavailable as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
                 log.warning("request log: store unavailable, %d records buffered (%s)", len(self._buf), exc)
-            except Exception:  # the spool file (permissions, a broken disk): never stop the writer
-                log.exception("request log: cannot replay the spool; it is kept for the next start")
+            except Exception:  # a rejected batch, the spool file (permissions, a broken disk): never stop
+                log.exception("request log: write or replay failed; the records are kept (buffer or spool)")
                 self._spooled_rows = False
+                backoff = min(max(backoff * 2, 0.5), 10.0)
 
     async def _replay(self) -> None:
         """Insert the spool's rows (caught up: the buffer was just written), a batch at a time,
@@ -173,10 +174,11 @@ class RecordWriter:
             await asyncio.sleep(0)  # let its done-callback run
         try:
             await asyncio.wait_for(self.flush(), timeout=timeout_s)
-        except (StoreUnavailable, TimeoutError) as exc:
+        except Exception as exc:  # unavailable, too slow, or a batch it refuses: nothing is lost
             log.error(
-                "request log: store unavailable at shutdown, spooling %d records (%s)", len(self._buf), exc
-            )
+                "request log: store did not take the records at shutdown, spooling %d (%s: %s)",
+                len(self._buf), type(exc).__name__, exc,
+            )  # fmt: skip
             spool.append(self._spool, list(self._buf))
             self.spooled += len(self._buf)
             self._buf.clear()

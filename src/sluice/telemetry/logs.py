@@ -9,6 +9,9 @@ import time
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line. ``logger.info("access", extra={"fields": {...}})`` puts the fields
+    into the line itself (encoded once), not a JSON string inside ``msg``."""
+
     def format(self, record: logging.LogRecord) -> str:
         line = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -17,6 +20,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):  # structured lines (the access log): fields of the line itself
+            for name, value in fields.items():
+                line.setdefault(name, value)
         if record.exc_info and record.exc_info[0] is not None:
             line["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
         return json.dumps(line, separators=(",", ":"))
@@ -28,5 +35,5 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiohttp's own access log would duplicate ours and show paths only; keep it quiet.
+    # The demo upstream (an aiohttp server) would log every call it serves; keep it quiet.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

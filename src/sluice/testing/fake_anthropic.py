@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from sluice.testing.loopback import FakeUpstream
+from sluice.testing.loopback import FakeUpstream, new_upstream_id
 
 _enc = msgspec.json.encode
 
@@ -89,17 +89,29 @@ class FakeAnthropic(FakeUpstream):
         msg_id = "msg_" + hashlib.sha256(_enc(body)).hexdigest()[:20]
         usage = _usage(body, 8 * len(uses) if uses else len(text.split()))
         stop = "tool_use" if uses else "end_turn"
+        up_id = new_upstream_id("req_")
         if body.get("stream"):
-            return await self._stream(request, body, msg_id, content, usage, stop)
+            return await self._stream(request, body, msg_id, content, usage, stop, up_id)
         resp = {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": content,
                 "stop_reason": stop, "stop_sequence": None, "usage": usage}  # fmt: skip
-        return web.Response(body=_enc(resp), content_type="application/json")
+        self._charge(up_id, model, usage, usage["output_tokens"])
+        return web.Response(body=_enc(resp), content_type="application/json", headers={"request-id": up_id})
+
+    def _charge(
+        self, up_id: str, model: str, usage: dict[str, int], output: int, partial: bool = False
+    ) -> None:
+        read = usage["cache_read_input_tokens"]
+        prompt = usage["input_tokens"] + usage["cache_creation_input_tokens"] + read
+        written = usage["cache_creation_input_tokens"]
+        self.bill.charge(up_id, model, prompt, output, cached=read, cache_write=written, partial=partial)
 
     async def _stream(
         self, request: web.Request, body: dict[str, Any], msg_id: str, content: list[dict[str, Any]],
-        usage: dict[str, int], stop: str,
+        usage: dict[str, int], stop: str, up_id: str = "",
     ) -> web.StreamResponse:  # fmt: skip
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8"})
+        resp = web.StreamResponse(
+            headers={"content-type": "text/event-stream; charset=utf-8", "request-id": up_id}
+        )
         await resp.prepare(request)
         model = str(body.get("model"))
 
@@ -127,6 +139,7 @@ class FakeAnthropic(FakeUpstream):
                 )
                 for i, word in enumerate(block["text"].split(" ")):
                     if model in ("fault-drop-stream", "fault-stream-error") and sent == 2:
+                        self._charge(up_id, model, usage, sent, partial=True)
                         await asyncio.sleep(0.05)
                         if model == "fault-drop-stream":
                             assert request.transport is not None
@@ -160,4 +173,5 @@ class FakeAnthropic(FakeUpstream):
         await send("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
                                      "usage": {"output_tokens": usage["output_tokens"]}})  # fmt: skip
         await send("message_stop", {"type": "message_stop"})
+        self._charge(up_id, model, usage, usage["output_tokens"])
         return resp

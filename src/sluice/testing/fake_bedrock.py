@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from sluice.providers.bedrock.eventstream import encode_message
-from sluice.testing.loopback import FakeUpstream
+from sluice.testing.loopback import FakeUpstream, new_upstream_id
 
 _enc = msgspec.json.encode
 
@@ -87,14 +87,27 @@ class FakeBedrock(FakeUpstream):
             "cacheWriteInputTokens": 0,
         }
         stop = "tool_use" if uses else "end_turn"
+        up_id = new_upstream_id("")
         if op == "converse":
             if model == "fault-malformed":
                 return web.Response(body=b'{"output": {', content_type="application/json")
             content: list[dict[str, Any]] = [{"toolUse": u} for u in uses] or [{"text": text}]
             resp = {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop,
                     "usage": usage, "metrics": {"latencyMs": 12}}  # fmt: skip
-            return web.Response(body=_enc(resp), content_type="application/json")
-        return await self._stream(request, model, text, uses, usage, stop)
+            self._charge(up_id, model, usage)
+            return web.Response(
+                body=_enc(resp), content_type="application/json", headers={"x-amzn-requestid": up_id}
+            )
+        return await self._stream(request, model, text, uses, usage, stop, up_id)
+
+    def _charge(self, up_id: str, model: str, usage: dict[str, int], output: int | None = None) -> None:
+        read = usage["cacheReadInputTokens"]
+        prompt = usage["inputTokens"] + read + usage["cacheWriteInputTokens"]
+        billed = usage["outputTokens"] if output is None else output
+        written = usage["cacheWriteInputTokens"]
+        self.bill.charge(
+            up_id, model, prompt, billed, cached=read, cache_write=written, partial=output is not None
+        )
 
     async def _stream(
         self,
@@ -104,8 +117,11 @@ class FakeBedrock(FakeUpstream):
         uses: list[dict[str, Any]],
         usage: dict[str, int],
         stop: str,
+        up_id: str = "",
     ) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
+        resp = web.StreamResponse(
+            headers={"content-type": "application/vnd.amazon.eventstream", "x-amzn-requestid": up_id}
+        )
         await resp.prepare(request)
         if model == "fault-malformed":
             await resp.write(b"\x00\x00\x00\x10garbage-frame!!")
@@ -126,6 +142,7 @@ class FakeBedrock(FakeUpstream):
         else:
             for n, word in enumerate(text.split(" ")):
                 if model in ("fault-drop-stream", "fault-stream-error") and n == 2:
+                    self._charge(up_id, model, usage, output=n)
                     await asyncio.sleep(0.05)
                     if model == "fault-drop-stream":
                         assert request.transport is not None
@@ -140,4 +157,5 @@ class FakeBedrock(FakeUpstream):
             await resp.write(_event("contentBlockStop", {"contentBlockIndex": 0}))
         await resp.write(_event("messageStop", {"stopReason": stop}))
         await resp.write(_event("metadata", {"usage": usage, "metrics": {"latencyMs": 12}}))
+        self._charge(up_id, model, usage)
         return resp

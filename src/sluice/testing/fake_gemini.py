@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from sluice.testing.loopback import FakeUpstream
+from sluice.testing.loopback import FakeUpstream, new_upstream_id
 
 _enc = msgspec.json.encode
 
@@ -74,22 +74,30 @@ class FakeGemini(FakeUpstream):
         usage = {"promptTokenCount": words, "candidatesTokenCount": 6, "totalTokenCount": words + 9,
                  "cachedContentTokenCount": 2, "thoughtsTokenCount": 3}  # fmt: skip
         finish = "STOP"
+        up_id = new_upstream_id("resp-")
         if not stream:
             parts = calls or [{"text": text}]
             resp = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}],
-                    "usageMetadata": usage, "modelVersion": model, "responseId": "resp-1"}  # fmt: skip
+                    "usageMetadata": usage, "modelVersion": model, "responseId": up_id}  # fmt: skip
+            self._charge(up_id, model, usage)
             return web.Response(body=_enc(resp), content_type="application/json")
-        return await self._stream(request, model, text, calls, usage)
+        return await self._stream(request, model, text, calls, usage, up_id)
+
+    def _charge(self, up_id: str, model: str, usage: dict[str, int], output: int | None = None) -> None:
+        billed = usage["candidatesTokenCount"] + usage["thoughtsTokenCount"] if output is None else output
+        self.bill.charge(up_id, model, usage["promptTokenCount"], billed, cached=usage["cachedContentTokenCount"],
+                         partial=output is not None)  # fmt: skip
 
     async def _stream(
-        self, request: web.Request, model: str, text: str, calls: list[dict[str, Any]], usage: dict[str, int]
-    ) -> web.StreamResponse:
+        self, request: web.Request, model: str, text: str, calls: list[dict[str, Any]], usage: dict[str, int],
+        up_id: str = "resp-1",
+    ) -> web.StreamResponse:  # fmt: skip
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
 
         async def send(frag: dict[str, Any]) -> None:
             await resp.write(
-                b"data: " + _enc({**frag, "modelVersion": model, "responseId": "resp-1"}) + b"\r\n\r\n"
+                b"data: " + _enc({**frag, "modelVersion": model, "responseId": up_id}) + b"\r\n\r\n"
             )
 
         if model == "fault-malformed":
@@ -100,6 +108,7 @@ class FakeGemini(FakeUpstream):
         ]
         for n, parts in enumerate(pieces):
             if model in ("fault-drop-stream", "fault-stream-error") and n == 2:
+                self._charge(up_id, model, usage, output=n)
                 await asyncio.sleep(0.05)
                 if model == "fault-drop-stream":
                     assert request.transport is not None
@@ -118,4 +127,5 @@ class FakeGemini(FakeUpstream):
             await send({"candidates": [{"content": {"role": "model", "parts": parts}, "index": 0}]})
         await send({"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP", "index": 0}],
                     "usageMetadata": usage})  # fmt: skip
+        self._charge(up_id, model, usage)
         return resp

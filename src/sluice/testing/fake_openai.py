@@ -23,7 +23,7 @@ import msgspec
 from aiohttp import web
 
 from sluice.schema.embeddings import floats_to_base64
-from sluice.testing.loopback import LoopbackServer
+from sluice.testing.loopback import Bill, LoopbackServer, new_upstream_id
 from sluice.testing.scripted import Scripts, Step, behaviour, error_status
 
 _enc = msgspec.json.encode
@@ -99,6 +99,7 @@ class FakeOpenAI(LoopbackServer):
         self.stall_s = stall_s
         self.scripts = Scripts()
         self.requests: list[dict[str, Any]] = []
+        self.bill = Bill()
         self.prompt_filter_chunk = False
 
     def _app(self) -> web.Application:
@@ -107,6 +108,7 @@ class FakeOpenAI(LoopbackServer):
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_requests", self._recorded)
+        app.router.add_get("/_bill", self.bill.serve)
         app.router.add_post("/_script", self._set_script)
         return app
 
@@ -165,8 +167,9 @@ class FakeOpenAI(LoopbackServer):
                  "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}  # fmt: skip
         rid = "chatcmpl-" + hashlib.sha256(_enc(body)).hexdigest()[:20]
+        up_id = new_upstream_id("req-up-")
         if body.get("stream"):
-            return await self._stream(request, body, rid, text, calls, usage, fault)
+            return await self._stream(request, body, rid, text, calls, usage, fault, up_id)
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None if calls else text,
@@ -179,7 +182,8 @@ class FakeOpenAI(LoopbackServer):
                 "choices": [{"index": 0, "message": message, "logprobs": None,
                              "finish_reason": "tool_calls" if calls else "stop"}],
                 "usage": usage, "service_tier": "default", "system_fingerprint": None}  # fmt: skip
-        return web.Response(body=_enc(resp), content_type="application/json", headers={"x-request-id": rid})
+        self.bill.charge(up_id, model, prompt, completion)
+        return web.Response(body=_enc(resp), content_type="application/json", headers={"x-request-id": up_id})
 
     async def _stream(
         self,
@@ -190,8 +194,11 @@ class FakeOpenAI(LoopbackServer):
         calls: list[dict[str, Any]],
         usage: dict[str, Any],
         fault: str = "",
+        up_id: str = "",
     ) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8"})
+        resp = web.StreamResponse(
+            headers={"content-type": "text/event-stream; charset=utf-8", "x-request-id": up_id}
+        )
         await resp.prepare(request)
         model = str(body.get("model"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -236,8 +243,12 @@ class FakeOpenAI(LoopbackServer):
         else:
             words = text.split(" ")
             deltas.extend({"content": w if i == 0 else " " + w} for i, w in enumerate(words))  # fmt: skip
+        # Billed for what was generated: all of it, or up to a cut (the content sent so far).
+        prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
         for n, delta in enumerate(deltas):
             if n == 2 and fault in ("fault-drop-stream", "fault-stream-error", "truncate", "stall"):
+                if fault != "stall":  # a stall goes on to the end
+                    self.bill.charge(up_id, model, prompt, 1 if not calls else 0, partial=True)
                 await asyncio.sleep(0.05)  # let the first chunks reach the caller on their own
                 if fault == "truncate":
                     return resp  # a clean end of body, but no finish_reason and no [DONE]
@@ -255,6 +266,7 @@ class FakeOpenAI(LoopbackServer):
                 return resp
             await resp.write(frame(delta))
         await resp.write(frame({}, "tool_calls" if calls else "stop"))
+        self.bill.charge(up_id, model, prompt, completion)
         if include_usage:
             await resp.write(b"data: " + _enc({**base, "choices": [], "usage": usage}) + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")

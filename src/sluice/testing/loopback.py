@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -90,6 +91,7 @@ class FakeUpstream(LoopbackServer):
         super().__init__(self._make_fake_app, path)
         self.slow_s = slow_s
         self.requests: list[dict[str, Any]] = []
+        self.bill = Bill()
 
     def add_routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -98,6 +100,7 @@ class FakeUpstream(LoopbackServer):
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self.add_routes(app)
         app.router.add_get("/_requests", self._recorded)
+        app.router.add_get("/_bill", self.bill.serve)
         return app
 
     async def read_json(self, request: web.Request) -> Any:
@@ -109,3 +112,37 @@ class FakeUpstream(LoopbackServer):
 
     async def _recorded(self, request: web.Request) -> web.Response:
         return web.Response(body=msgspec.json.encode(self.requests), content_type="application/json")
+
+
+class Bill:
+    """What a fake upstream would charge: one line per answer it sent — whole, or cut part-way
+    (then only the tokens it sent, ``partial``). Served at ``GET /_bill`` as the CSV that
+    ``sluice reconcile --from`` reads, so a test compares the ledger with the fake's own account."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def charge(
+        self, request_id: str, model: str, input_tokens: int, output_tokens: int, *, cached: int = 0,
+        cache_write: int = 0, partial: bool = False,
+    ) -> None:  # fmt: skip
+        """``input_tokens`` OpenAI-style: cache reads (``cached``) and writes included."""
+        self.lines.append({"request_id": request_id, "model": model, "input_tokens": input_tokens,
+                           "output_tokens": output_tokens, "cached_tokens": cached, "cache_write_tokens": cache_write,
+                           "partial": partial})  # fmt: skip
+
+    def csv(self) -> str:
+        head = "request_id,model,input_tokens,output_tokens,cached_tokens,cache_write_tokens,partial\n"
+        return head + "".join(
+            f"{b['request_id']},{b['model']},{b['input_tokens']},{b['output_tokens']},{b['cached_tokens']},"
+            f"{b['cache_write_tokens']},{int(b['partial'])}\n"
+            for b in self.lines
+        )
+
+    async def serve(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.csv(), content_type="text/csv")
+
+
+def new_upstream_id(prefix: str) -> str:
+    """A provider-style id, unique per answer (as real providers' request ids are)."""
+    return prefix + uuid.uuid4().hex[:24]

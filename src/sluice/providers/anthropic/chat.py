@@ -185,6 +185,8 @@ class _Usage(msgspec.Struct):
     output_tokens: int = 0
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    #: ``{ephemeral_5m_input_tokens, ephemeral_1h_input_tokens}``: the writes split by lifetime.
+    cache_creation: dict[str, int | None] | None = None
 
 
 class _Message(msgspec.Struct):
@@ -201,12 +203,15 @@ _message_decoder: Final = msgspec.json.Decoder(_Message)
 def usage_from_anthropic(u: _Usage) -> Usage:
     written = u.cache_creation_input_tokens or 0
     read = u.cache_read_input_tokens or 0
+    written_1h = min(written, (u.cache_creation or {}).get("ephemeral_1h_input_tokens") or 0)
     prompt = u.input_tokens + written + read
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=u.output_tokens,
         total_tokens=prompt + u.output_tokens,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=read, cache_write_tokens=written),
+        prompt_tokens_details=PromptTokensDetails(
+            cached_tokens=read, cache_write_tokens=written, cache_write_1h_tokens=written_1h
+        ),
         completion_tokens_details=CompletionTokensDetails(),
     )
 

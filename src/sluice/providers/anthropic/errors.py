@@ -6,11 +6,11 @@ from typing import Any, Final
 
 import msgspec
 
-from sluice.errors import ProviderError
+from sluice.errors import ProviderError, ProviderErrorKind
 from sluice.providers.base import kind_for_status, scrub, upstream_error
 from sluice.schema.upstream import UpstreamResponse
 
-_TYPE_KINDS: Final = {
+_TYPE_KINDS: Final[dict[str, ProviderErrorKind]] = {
     "invalid_request_error": "bad_request",
     "authentication_error": "auth",
     "permission_error": "auth",
@@ -24,7 +24,7 @@ _TYPE_KINDS: Final = {
 }
 
 
-def _kind(etype: str | None, message: str, status: int | None) -> str:
+def _kind(etype: str | None, message: str, status: int | None) -> ProviderErrorKind:
     if etype == "invalid_request_error" and ("prompt is too long" in message or "context" in message.lower()):
         return "context_window"
     if etype in _TYPE_KINDS:

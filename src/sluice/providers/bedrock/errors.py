@@ -6,11 +6,11 @@ from typing import Any, Final
 
 import msgspec
 
-from sluice.errors import ProviderError
+from sluice.errors import ProviderError, ProviderErrorKind
 from sluice.providers.base import kind_for_status, scrub, upstream_error
 from sluice.schema.upstream import UpstreamResponse
 
-_TYPE_KINDS: Final = {
+_TYPE_KINDS: Final[dict[str, ProviderErrorKind]] = {
     "ValidationException": "bad_request", "AccessDeniedException": "auth", "UnrecognizedClientException": "auth",
     "ResourceNotFoundException": "not_found", "ModelTimeoutException": "timeout", "ThrottlingException": "rate_limited",
     "ServiceQuotaExceededException": "rate_limited", "ModelNotReadyException": "overloaded",
@@ -21,7 +21,7 @@ _TYPE_KINDS: Final = {
 }  # fmt: skip
 
 
-def _kind(error_type: str, message: str, status: int | None) -> str:
+def _kind(error_type: str, message: str, status: int | None) -> ProviderErrorKind:
     lowered = message.lower()
     if (
         "too long" in lowered

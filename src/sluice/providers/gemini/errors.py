@@ -6,11 +6,11 @@ from typing import Any, Final
 
 import msgspec
 
-from sluice.errors import ProviderError
+from sluice.errors import ProviderError, ProviderErrorKind
 from sluice.providers.base import kind_for_status, scrub, upstream_error
 from sluice.schema.upstream import UpstreamResponse
 
-_STATUS_KINDS: Final = {
+_STATUS_KINDS: Final[dict[str, ProviderErrorKind]] = {
     "INVALID_ARGUMENT": "bad_request", "FAILED_PRECONDITION": "bad_request", "UNAUTHENTICATED": "auth",
     "PERMISSION_DENIED": "auth", "NOT_FOUND": "not_found", "RESOURCE_EXHAUSTED": "rate_limited",
     "INTERNAL": "server", "UNAVAILABLE": "overloaded", "DEADLINE_EXCEEDED": "timeout",
@@ -26,7 +26,7 @@ def _fields(body: Any) -> tuple[str | None, str]:
     return (str(err["status"]) if err.get("status") else None), str(err.get("message") or "")
 
 
-def _kind(status_name: str | None, message: str, http_status: int | None) -> str:
+def _kind(status_name: str | None, message: str, http_status: int | None) -> ProviderErrorKind:
     if "token" in message.lower() and ("exceed" in message.lower() or "too long" in message.lower()):
         return "context_window"
     if status_name in _STATUS_KINDS:

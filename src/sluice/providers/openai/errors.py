@@ -6,11 +6,11 @@ from typing import Any
 
 import msgspec
 
-from sluice.errors import ProviderError
+from sluice.errors import ProviderError, ProviderErrorKind
 from sluice.providers.base import kind_for_status, scrub, upstream_error
 from sluice.schema.upstream import UpstreamResponse
 
-_CODE_KINDS = {
+_CODE_KINDS: dict[str, ProviderErrorKind] = {
     "context_length_exceeded": "context_window",
     "string_above_max_length": "context_window",
     "content_filter": "content_filter",
@@ -47,5 +47,5 @@ def stream_error(payload: Any, provider: str, secret: str | None) -> ProviderErr
     err = payload.get("error") if isinstance(payload, dict) else None
     message = err.get("message") if isinstance(err, dict) else None
     etype = err.get("type") if isinstance(err, dict) else None
-    kind = "overloaded" if etype in ("overloaded_error", "server_overloaded") else "server"
+    kind: ProviderErrorKind = "overloaded" if etype in ("overloaded_error", "server_overloaded") else "server"
     return ProviderError(kind, scrub(str(message or "error in stream"), secret), provider=provider)

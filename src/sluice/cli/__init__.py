@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -21,10 +20,13 @@ import click
 import msgspec
 
 from sluice.config import Config, load_config
+from sluice.config.loader import policy_warnings
 from sluice.errors import ConfigError, SluiceError
-from sluice.store.base import Store, StoreUnavailable, create_store
-from sluice.store.keys import new_key, resolve_hmac_key
+from sluice.store.base import Store, StoreUnavailable, create_store, store_location
+from sluice.store.keys import KeyCreate, key_from_spec, resolve_hmac_key, validate_key_request
 from sluice.store.records import GROUP_BY_VALUES
+from sluice.store.sqlite import sqlite_path
+from sluice.store.views import key_view, parse_since
 
 T = TypeVar("T")
 
@@ -47,6 +49,29 @@ def _load(path: str | None) -> Config:
         raise click.ClickException(exc.message) from None
 
 
+def _database(config: Config, *, create: bool) -> None:
+    """Say which database the command uses. A relative SQLite path is resolved against the
+    current directory, by ``serve`` and every other command alike; a command that only reads
+    refuses a database that is not there rather than create an empty one."""
+    url = config.store.url
+    location = store_location(url)
+    if not url.startswith("sqlite:") or location == ":memory:" or Path(location).exists():
+        click.echo(f"database: {location}", err=True)
+        return
+    relative = not Path(sqlite_path(url)).is_absolute()
+    where = f"store.url {url!r}" + (", relative to the current directory" if relative else "")
+    if not create:
+        raise click.ClickException(
+            f"no database at {location} ({where}). The gateway creates it when it first starts: run this "
+            "command in the directory `sluice serve` runs in, or give store.url an absolute path."
+        )
+    click.echo(
+        f"database: {location} (new: none was there; {where}). A gateway started in another "
+        "directory uses another database and will not know this key.",
+        err=True,
+    )
+
+
 config_option = click.option(
     "--config", "config_path", envvar="SLUICE_CONFIG", type=click.Path(dir_okay=False),
     help="Policy file (default: $SLUICE_CONFIG, else the bundled demo policy).",
@@ -67,24 +92,37 @@ def main() -> None:
 @click.option("--workers", type=int, help="Processes sharing the port (needs state.url: redis://...).")
 def serve(config_path: str | None, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the gateway."""
-    from sluice.server.runner import run
+    from sluice.runner import CannotListen, run
 
     config = _load(config_path)
     try:
         run(config, _config_path(config_path), host=host, port=port, workers=workers)
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
+    except CannotListen as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command("check-config")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
-def check_config(path: str | None) -> None:
-    """Validate a policy file (unknown keys, types, env secrets, references) and exit."""
-    config = _load(path)
-    click.echo(
-        f"ok: {len(config.providers)} providers, {len(config.models)} models, {len(config.routes)} routes, "
-        f"{len(config.teams)} teams"
-    )
+@config_option
+def check_config(path: str | None, config_path: str | None) -> None:
+    """Validate a policy file (unknown keys, types, env secrets, references) and exit.
+    The file is PATH, or --config, or $SLUICE_CONFIG."""
+    if path and config_path and path != config_path:
+        raise click.UsageError("give the policy file once: as PATH or as --config")
+    config = _load(path or config_path)
+    for warning in policy_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
+    counts = [
+        _count(len(config.providers), "provider"), _count(len(config.models), "model"),
+        _count(len(config.routes), "route"), _count(len(config.teams), "team"),
+    ]  # fmt: skip
+    click.echo("ok: " + ", ".join(counts))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
@@ -118,8 +156,16 @@ def _cell(v: object) -> str:
     if isinstance(v, list):
         return ",".join(map(str, v))
     if isinstance(v, float):
-        return f"{v:.6f}"
+        return _decimal(v)
     return str(v)
+
+
+def _decimal(v: float) -> str:
+    """Fixed notation to the last significant digit (a cost of $0.0000012 is not 0.000000)."""
+    if v == 0:
+        return "0"
+    text = f"{v:.10f}".rstrip("0").rstrip(".")
+    return text if text not in ("0", "-0") else f"{v:.2e}"
 
 
 @main.group()
@@ -141,31 +187,22 @@ def keys() -> None:
 @json_option
 def keys_create(config_path: str | None, team: str, models: str | None, as_json: bool, **fields: Any) -> None:
     """Create a key and print its secret (shown only this once)."""
-    from sluice.server.admin_routes import KeyCreate, key_view, validate_key_request, with_key_limits
-
     config = _load(config_path)
     model_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
     try:
         spec = msgspec.convert({"team": team, "models": model_list, **fields}, KeyCreate)
-        validate_key_request(config.models, config.teams, team, model_list)
+        validate_key_request(config.models, config.teams, spec)
     except msgspec.ValidationError as exc:
         raise click.ClickException(f"invalid key limits: {exc}") from None
     except SluiceError as exc:
         raise click.ClickException(exc.message) from None
-    user, name = spec.user, spec.name
     secret_cfg = config.server.key_secret.reveal() if config.server.key_secret else None
     try:
         hmac_key = resolve_hmac_key(config.store.url, secret_cfg)
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
-    secret, record = new_key(
-        hmac_key,
-        team=team,
-        user=user,
-        name=name,
-        models=tuple(model_list) if model_list is not None else None,
-    )
-    record = with_key_limits(record, spec)
+    _database(config, create=True)
+    secret, record = key_from_spec(hmac_key, spec)
     _with_store(config, lambda s: s.create_key(record))
     view = {**key_view(record), "key": secret}
     if as_json:
@@ -182,15 +219,15 @@ def keys_create(config_path: str | None, team: str, models: str | None, as_json:
 @json_option
 def keys_list(config_path: str | None, include_revoked: bool, as_json: bool) -> None:
     """List keys (never their secrets)."""
-    from sluice.server.admin_routes import key_view
-
     config = _load(config_path)
+    _database(config, create=False)
     records = _with_store(config, lambda s: s.list_keys(include_revoked=include_revoked))
     _emit(
         [key_view(k) for k in records],
         as_json,
-        ["id", "prefix", "team", "user", "name", "models", "created_at", "revoked_at"],
-    )
+        ["id", "prefix", "team", "user", "name", "models", "rpm", "tpm", "concurrent", "budget_usd",
+         "budget_period", "created_at", "revoked_at"],
+    )  # fmt: skip
 
 
 @keys.command("revoke")
@@ -199,6 +236,7 @@ def keys_list(config_path: str | None, include_revoked: bool, as_json: bool) -> 
 def keys_revoke(config_path: str | None, key_id: str) -> None:
     """Revoke a key: every replica refuses it within store.key_refresh_s."""
     config = _load(config_path)
+    _database(config, create=False)
     if not _with_store(config, lambda s: s.revoke_key(key_id, time.time())):
         raise click.ClickException(f"no active key with id '{key_id}'")
     click.echo(f"revoked {key_id}")
@@ -244,20 +282,22 @@ def budgets(config_path: str | None, url: str | None, as_json: bool) -> None:
 @json_option
 def spend(config_path: str | None, group_by: str, since: str | None, as_json: bool) -> None:
     """Requests, tokens and cost, grouped."""
-    from sluice.server.admin_routes import parse_since
-
     config = _load(config_path)
     try:
         since_ts = parse_since(since)
     except SluiceError as exc:
         raise click.ClickException(exc.message) from None
+    _database(config, create=False)
     rows = _with_store(config, lambda s: s.spend(group_by, since_ts))  # type: ignore[arg-type]
     out = [
         {group_by: r.group, "requests": r.requests, "errors": r.errors, "prompt_tokens": r.prompt_tokens,
-         "completion_tokens": r.completion_tokens, "cost_usd": round(r.cost_usd, 8)}
+         "completion_tokens": r.completion_tokens,
+         "cost_usd": float(r.cost_usd) if as_json else format(r.cost_usd.normalize(), "f"),
+         "cost_nusd": int(r.cost_usd.scaleb(9)), "unpriced": r.unpriced}
         for r in rows
     ]  # fmt: skip
-    _emit(out, as_json, [group_by, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd"])
+    columns = [group_by, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "unpriced"]
+    _emit(out, as_json, columns)
     if not as_json and since_ts:
         click.echo(f"(since {datetime.fromtimestamp(since_ts, UTC).isoformat(timespec='seconds')})", err=True)
 
@@ -282,6 +322,10 @@ def routes_explain(config_path: str | None, as_json: bool, **facts: str | None) 
     from sluice.routing.routes import Facts
 
     config = _load(config_path)
+    team = facts.get("team")
+    if team is not None and team not in config.teams:
+        declared = ", ".join(sorted(config.teams)) or "none"
+        raise click.ClickException(f"unknown team '{team}' (teams declared in the policy: {declared})")
     tags = tuple(t.strip() for t in (facts.pop("tags") or "").split(",") if t.strip())
     try:
         result = explain(config, Facts(key=facts.pop("key_id"), tags=tags, **facts))
@@ -302,17 +346,19 @@ def shadow() -> None:
 def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> None:
     """Shadow calls compared with the answers they mirrored: similarity, latency, tokens, cost."""
     from sluice.routing.explain import shadow_report as report
-    from sluice.server.admin_routes import parse_since
 
     config = _load(config_path)
     try:
         since_ts = parse_since(since)
     except SluiceError as exc:
         raise click.ClickException(exc.message) from None
+    _database(config, create=False)
     rows = report(_with_store(config, lambda s: s.shadow_rows(since_ts)))
     _emit(rows, as_json, ["route", "primary_model", "shadow_model", "calls", "shadow_errors", "similarity",
                           "primary_latency_ms", "shadow_latency_ms", "primary_cost_usd", "shadow_cost_usd"])  # fmt: skip
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+from sluice.cli.cost import prices, reconcile  # noqa: E402  (their own module; registered here)
+
+main.add_command(prices)
+main.add_command(reconcile)

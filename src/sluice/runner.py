@@ -1,8 +1,10 @@
-"""Run the gateway: one process on uvloop, or N worker processes sharing the port (SO_REUSEPORT)."""
+"""Run the gateway: one process on uvloop, or N worker processes sharing the port (SO_REUSEPORT).
+At the top with ``app`` (it starts what ``app`` wires), so ``server/`` never imports upward."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -11,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sluice.app import dispatcher, running
+from sluice.config.loader import policy_warnings
 from sluice.config.model import Config
 from sluice.errors import ConfigError, ServiceUnavailable
 from sluice.server.protocol import HttpProtocol, ServerState
@@ -19,6 +23,21 @@ from sluice.telemetry.logs import configure_logging
 log = logging.getLogger("sluice")
 
 _WORKER_ENV = "SLUICE_WORKER"
+
+
+class CannotListen(Exception):
+    """The address cannot be bound; the message is one line naming it and what to do."""
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> CannotListen:
+    why = {
+        errno.EADDRINUSE: "the port is in use (another process listens on it)",
+        errno.EACCES: "permission denied (ports below 1024 need privileges)",
+        errno.EADDRNOTAVAIL: f"{host} is not an address of this machine",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return CannotListen(
+        f"cannot listen on {host}:{port}: {why}; choose another port with --port (or server.port)"
+    )
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -34,6 +53,8 @@ def run(
     config: Config, config_path: Path, *, host: str | None, port: int | None, workers: int | None
 ) -> None:
     configure_logging(config.logging.level)
+    for warning in policy_warnings(config):
+        log.warning("%s", warning)
     host = host or config.server.host
     port = port if port is not None else config.server.port
     n = workers or config.server.workers
@@ -68,22 +89,25 @@ def _freeze_startup_objects() -> None:
 
 async def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Start the services, listen until SIGTERM or SIGINT, then drain and stop."""
-    from sluice.app import dispatcher, running
-
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running(config) as services:
         server_cfg = config.server
+        routes = dispatcher()
         state = ServerState(
-            services, dispatcher(), max_body=server_cfg.max_body_bytes,
+            services, routes, max_body=server_cfg.max_body_bytes,
             keepalive_s=server_cfg.keepalive_timeout_s, slow_client_s=server_cfg.client_timeout_s,
+            refusal_body=routes.refusal_body,
         )  # fmt: skip
         _freeze_startup_objects()  # before the first connection: nothing of a request is frozen
-        server = await loop.create_server(
-            lambda: HttpProtocol(state), host, port, reuse_port=reuse_port, backlog=2048
-        )
+        try:
+            server = await loop.create_server(
+                lambda: HttpProtocol(state), host, port, reuse_port=reuse_port, backlog=2048
+            )
+        except OSError as exc:
+            raise _listen_error(host, port, exc) from None
         sweeper = loop.create_task(_sweep(state))
         log.info("sluice listening on http://%s:%d (pid %d)", host, port, os.getpid())
         try:
