@@ -12,10 +12,13 @@ caller's dialect (OpenAI or Anthropic) from its ``status``, ``kind`` and ``messa
     │   ├── AuthenticationFailed     401 missing, unknown or revoked gateway key
     │   ├── PermissionDenied         403 key not allowed to use a model / the admin API
     │   ├── NotFound                 404 unknown model or route
+    │   ├── RequestTimeout           408 the request's body did not arrive in time
     │   ├── PayloadTooLarge          413 body over server.max_body_bytes
     │   ├── UnsupportedMediaType     415 body is not application/json
     │   ├── RateLimited              429 a gateway limit fired (retry_after set)
-    │   └── ServiceUnavailable       503 the gateway cannot serve now (draining, state outage)
+    │   ├── ServiceUnavailable       503 the gateway cannot serve now (draining, state outage)
+    │   │   └── GuardrailUnavailable 503 a guardrail failed or timed out (fail closed)
+    │   └── GuardrailBlocked         400 (input) / 502 (output) a guardrail refused the text
     └── ProviderError                an upstream failed; ``kind`` is one of PROVIDER_ERROR_KINDS
                                      and ``retryable`` tells routing whether another attempt may help
 
@@ -113,6 +116,11 @@ class NotFound(GatewayError):
     kind = "not_found"
 
 
+class RequestTimeout(GatewayError):
+    status = 408
+    kind = "request_timeout"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     kind = "too_large"
@@ -177,3 +185,30 @@ class ProviderError(SluiceError):
     @property
     def retryable(self) -> bool:
         return self.kind in _RETRYABLE_KINDS
+
+
+class GuardrailUnavailable(ServiceUnavailable):
+    """A guardrail errored or timed out and its policy fails closed (no ``on_error: allow``)."""
+
+    kind = "guardrail_unavailable"
+
+    def __init__(self, guardrail: str) -> None:
+        super().__init__(f"guardrail '{guardrail}' is unavailable; the request was refused (fail closed)")
+        self.code = "guardrail_unavailable"
+        self.guardrail = guardrail
+
+
+class GuardrailBlocked(GatewayError):
+    """A guardrail refused the request (``direction`` input: 400) or the answer (output: 502).
+
+    ``detail`` names what was found (entity types and counts, a score, a schema path), never the
+    matched text."""
+
+    kind = "guardrail_blocked"
+
+    def __init__(self, guardrail: str, direction: str, detail: str) -> None:
+        where = "the request" if direction == "input" else "the answer"
+        super().__init__(f"guardrail '{guardrail}' blocked {where}: {detail}", code="guardrail_blocked")
+        self.status = 400 if direction == "input" else 502
+        self.guardrail = guardrail
+        self.direction = direction

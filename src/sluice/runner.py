@@ -4,21 +4,28 @@ At the top with ``app`` (it starts what ``app`` wires), so ``server/`` never imp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from sluice.app import dispatcher, running
 from sluice.config.loader import policy_warnings
 from sluice.config.model import Config
 from sluice.errors import ConfigError, ServiceUnavailable
+from sluice.server.listener import close_listener
 from sluice.server.protocol import HttpProtocol, ServerState
+from sluice.server.services import Services
+from sluice.server.tls import server_context
 from sluice.telemetry.logs import configure_logging
+from sluice.telemetry.workers import DIR_ENV as METRICS_DIR_ENV
 
 log = logging.getLogger("sluice")
 
@@ -69,7 +76,7 @@ def run(
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(serve(config, host, port, reuse_port=n > 1))
+        loop.run_until_complete(serve(config, host, port, reuse_port=n > 1, policy_path=config_path))
     except ServiceUnavailable as exc:
         log.error("%s", exc.message)
         sys.exit(1)
@@ -87,15 +94,20 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-async def serve(config: Config, host: str, port: int, *, reuse_port: bool = False) -> None:
-    """Start the services, listen until SIGTERM or SIGINT, then drain and stop."""
+async def serve(
+    config: Config, host: str, port: int, *, reuse_port: bool = False, policy_path: Path | None = None
+) -> None:
+    """Start the services, listen until SIGTERM or SIGINT, then drain and stop. SIGHUP reloads
+    the policy file."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with running(config) as services:
+    async with running(config, policy_path=policy_path) as services:
         server_cfg = config.server
         routes = dispatcher()
+        tls = server_context(server_cfg.tls) if server_cfg.tls is not None else None
+        services.tls_context = tls
         state = ServerState(
             services, routes, max_body=server_cfg.max_body_bytes,
             keepalive_s=server_cfg.keepalive_timeout_s, slow_client_s=server_cfg.client_timeout_s,
@@ -104,25 +116,87 @@ async def serve(config: Config, host: str, port: int, *, reuse_port: bool = Fals
         _freeze_startup_objects()  # before the first connection: nothing of a request is frozen
         try:
             server = await loop.create_server(
-                lambda: HttpProtocol(state), host, port, reuse_port=reuse_port, backlog=2048
+                lambda: HttpProtocol(state), host, port, reuse_port=reuse_port, backlog=2048, ssl=tls
             )
         except OSError as exc:
             raise _listen_error(host, port, exc) from None
+        if services.reloader is not None:
+            services.reloader.on_install.append(lambda cfg: _follow(state, cfg))
+        reloads: set[asyncio.Task[object]] = set()
+        loop.add_signal_handler(signal.SIGHUP, _on_sighup, services, reloads)
+        if reuse_port and os.environ.get(_WORKER_ENV) is not None and services.reloader is not None:
+            # POST /admin/reload reaches one worker: the supervisor passes a SIGHUP on to all.
+            ppid = os.getppid()
+            services.reloader.on_admin_reload = lambda: os.kill(ppid, signal.SIGHUP)
         sweeper = loop.create_task(_sweep(state))
-        log.info("sluice listening on http://%s:%d (pid %d)", host, port, os.getpid())
+        metrics_server = await _metrics_listener(config, state, reuse_port)
+        scheme = "https" if tls is not None else "http"
+        log.info("sluice listening on %s://%s:%d (pid %d)", scheme, host, port, os.getpid())
         try:
             await stop.wait()
+            await _unready(services, stop, services.config.server.drain_s)
             log.info("stopping: draining %d connection(s)", len(state.connections))
-            await drain(server, state, config.server.shutdown_grace_s)
+            await drain(server, state, services.config.server.shutdown_grace_s)
         finally:
+            loop.remove_signal_handler(signal.SIGHUP)
             sweeper.cancel()
             server.close()
+            if metrics_server is not None:
+                metrics_server.close()
+
+
+async def _metrics_listener(
+    config: Config, main: ServerState, reuse_port: bool
+) -> asyncio.AbstractServer | None:
+    """``metrics.listen``: a second port that serves ``/metrics`` only."""
+    address = config.metrics.listen_address()
+    if address is None:
+        return None
+    from sluice.server.dispatch import Dispatcher
+    from sluice.server.metrics_routes import routes
+
+    state = ServerState(
+        main.services, Dispatcher(routes), max_body=4096,
+        keepalive_s=config.server.keepalive_timeout_s, slow_client_s=config.server.client_timeout_s,
+    )  # fmt: skip
+    server = await asyncio.get_running_loop().create_server(
+        lambda: HttpProtocol(state), address[0], address[1], reuse_port=reuse_port
+    )
+    log.info("metrics on http://%s:%d/metrics", *address)
+    return server
+
+
+def _follow(state: ServerState, config: Config) -> None:
+    """A reloaded policy's listener settings, for the next request on any connection."""
+    state.max_body = config.server.max_body_bytes
+    state.keepalive_s = config.server.keepalive_timeout_s
+    state.slow_client_s = config.server.client_timeout_s
+
+
+def _on_sighup(services: Services, tasks: set[asyncio.Task[object]]) -> None:
+    if services.reloader is None or services.stopping:
+        return
+    task: asyncio.Task[object] = asyncio.get_running_loop().create_task(services.reloader.reload("SIGHUP"))
+    tasks.add(task)  # held until done (the loop keeps only weak references)
+    task.add_done_callback(tasks.discard)
+
+
+async def _unready(services: Services, stop: asyncio.Event, drain_s: float) -> None:
+    """Fail /readyz and keep serving for ``drain_s``, so the load balancer stops sending here
+    before the listener closes. A second SIGTERM / SIGINT ends the wait."""
+    services.stopping = True
+    if drain_s <= 0:
+        return
+    log.info("stopping: /readyz fails now; serving for %.1f s more (server.drain_s)", drain_s)
+    stop.clear()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=drain_s)
 
 
 async def drain(server: asyncio.AbstractServer, state: ServerState, grace_s: float) -> None:
     """Stop accepting; answer what is in flight (``connection: close``), for up to ``grace_s``."""
-    server.close()
     state.services.draining = True
+    await close_listener(server)  # what the kernel had queued is accepted first, then answered
     for conn in list(state.connections):
         conn.close_if_idle()
     if state.connections:
@@ -144,7 +218,8 @@ async def _sweep(state: ServerState) -> None:
 
 def _supervise(config_path: Path, host: str, port: int, n: int) -> None:
     """Start N workers on one port and pass SIGTERM/SIGINT on to them."""
-    env = {**os.environ, _WORKER_ENV: "1"}
+    shared = tempfile.mkdtemp(prefix="sluice-metrics-")  # each worker's counts, merged per scrape
+    env = {**os.environ, _WORKER_ENV: "1", METRICS_DIR_ENV: shared}
     cmd = [sys.executable, "-m", "sluice.cli", "serve", "--config", str(config_path), "--host", host,
            "--port", str(port), "--workers", str(n)]  # fmt: skip
     procs = [subprocess.Popen(cmd, env=env) for _ in range(n)]  # noqa: S603 - our own interpreter and module
@@ -156,6 +231,8 @@ def _supervise(config_path: Path, host: str, port: int, n: int) -> None:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)
     codes = [p.wait() for p in procs]
+    shutil.rmtree(shared, ignore_errors=True)
     if any(codes):
         sys.exit(max(codes))

@@ -3,6 +3,7 @@ tested in test_loader)."""
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from sluice.config.guardrails import fix_yaml_on_keys
 from sluice.config.model import Config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sluice.yaml"
@@ -61,6 +63,11 @@ def missing_keys(struct: type, values: list[Any], path: str) -> list[str]:
     return out
 
 
+#: Keys the example shows commented out, because they name files that must exist (TLS).
+COMMENTED = re.compile(r"^(\s*)# (tls: )", re.MULTILINE)
+
+
 def test_the_example_shows_every_key() -> None:
-    data = yaml.safe_load(EXAMPLE.read_text())
+    data = yaml.safe_load(COMMENTED.sub(r"\1\2", EXAMPLE.read_text()))
+    fix_yaml_on_keys(data)  # YAML 1.1 reads a bare `on:` as true; the loader maps it back
     assert missing_keys(Config, [data], "$") == []

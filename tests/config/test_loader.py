@@ -87,6 +87,8 @@ def test_documented_example_policy_is_valid() -> None:
             "AWS_SECRET_ACCESS_KEY",
             "AWS_SESSION_TOKEN",
             "AZURE_OPENAI_API_KEY",
+            "LANGFUSE_PUBLIC_KEY",
+            "LANGFUSE_SECRET_KEY",
         )
     }
     config = load_config(path, env)

@@ -60,6 +60,7 @@ def test_a_full_routing_policy_loads() -> None:
                 {"name": "shadow", "match": {"model": "small"}, "shadow": {"model": "pool", "percent": 5}},
             ],
             routing={"retry": {"retries": 2, "backoff": {"base_s": 0.1}}, "breaker": {"failures": 3}},
+            guardrails={"pii-redact": {"type": "pii", "action": "redact"}},
         )
     )
     assert [r.name for r in config.routes] == ["sum", "billing", "shadow"]

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -56,7 +57,11 @@ class Gateway:
         self.keys[data["id"]] = data["key"]
         return str(data["key"])
 
-    def start(self) -> Gateway:
+    def start(self, health_url: str | None = None) -> Gateway:
+        """Start and wait for /healthz (``health_url`` for TLS: its certificate is not checked here)."""
+        url = health_url or self.base_url + "/healthz"
+        unverified = ssl.create_default_context()
+        unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sluice.cli", "serve", "--config", str(self.config_path), "--port", str(self.port)],
@@ -67,7 +72,7 @@ class Gateway:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited: {self.log_path.read_text()}")
             try:
-                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as r:
+                with urllib.request.urlopen(url, timeout=1, context=unverified) as r:
                     if r.status == 200:
                         return self
             except OSError:

@@ -130,3 +130,24 @@ async def test_errors_before_answer_recorded() -> None:
     with pytest.raises(ProviderError):
         await acc.middleware(_ctx(), terminal)
     assert (cap.records[0].status, cap.records[0].error_kind) == (429, "rate_limited")
+
+
+async def test_an_unexpected_error_is_recorded_as_the_500_it_becomes_and_a_cancel_as_499() -> None:
+    import asyncio
+
+    acc, cap = _accounting()
+
+    async def broken(ctx: RequestContext) -> Result:
+        raise RecursionError("deep")
+
+    async def cancelled(ctx: RequestContext) -> Result:
+        raise asyncio.CancelledError
+
+    ctx = _ctx()
+    with pytest.raises(RecursionError):
+        await acc.middleware(ctx, broken)
+    assert (cap.records[-1].status, cap.records[-1].error_message) == (500, "internal gateway error")
+    assert ctx.finished_at is not None  # the dispatcher does not record it a second time
+    with pytest.raises(asyncio.CancelledError):
+        await acc.middleware(_ctx(), cancelled)
+    assert cap.records[-1].status == CLIENT_CLOSED

@@ -318,3 +318,21 @@ async def test_provider_account_limits(make_limiter):
     q.settle_provider(ticket, None)
     await lim.flush()
     assert await lim.in_flight([Level("provider", "openai")]) == [0]
+
+
+async def test_n_completions_are_reserved_and_n_is_capped(make_limiter):
+    from sluice.errors import BadRequest
+
+    q = quotas(make_limiter(), key=LevelLimits(RateLimitConfig(tpm=1000)))
+    one = context(max_tokens=400)
+    plan = await q.plan_chat(one.chat, "m")  # type: ignore[arg-type]
+    many = context(max_tokens=400)
+    many.chat.n = 3  # type: ignore[union-attr]
+    assert (await q.plan_chat(many.chat, "m")).output_tokens == 3 * plan.output_tokens  # type: ignore[arg-type]
+    with pytest.raises(RateLimited):  # 3 x 400 output tokens: over 1000 tokens a minute
+        await q(many, lambda ctx: asyncio.sleep(0, response()))
+    await q(one, lambda ctx: asyncio.sleep(0, response()))
+    too_many = context()
+    too_many.chat.n = 9  # type: ignore[union-attr]
+    with pytest.raises(BadRequest, match=r"server\.max_n"):
+        await q(too_many, lambda ctx: asyncio.sleep(0, response()))

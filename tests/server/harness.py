@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.errors import BadRequest, PayloadTooLarge
+from sluice.errors import GatewayError
 from sluice.server.protocol import HttpProtocol, ServerState
 from sluice.server.wire import Request, Response, StreamResponse
 
@@ -179,7 +179,7 @@ def reading(seen: list[object]):
     async def handler(request: Request) -> Response:
         try:
             body = await request.read()
-        except (PayloadTooLarge, BadRequest) as exc:
+        except GatewayError as exc:
             seen.append(exc)
             return Response(exc.status, b'{"error":"%s"}' % exc.kind.encode())
         seen.append(body)

@@ -141,7 +141,7 @@ def auth(live: Live, path: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-UNAUTHENTICATED = {"/healthz", "/readyz"}
+UNAUTHENTICATED = {"/healthz", "/readyz", "/metrics"}  # /metrics: unless metrics.auth
 
 
 async def test_route_list_covers_both_dialects() -> None:
@@ -223,7 +223,11 @@ async def test_unknown_paths_belong_to_the_dialect_of_their_prefix(live: Live) -
         assert_shape(dialect, status, body, path)
 
 
-async def test_draining_is_a_503_in_each_dialect(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_request_arriving_while_draining_is_still_answered(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that reached this replica before its listener closed is served, not refused: a
+    load balancer cannot resend a refused POST (the HA suite's rolling restart fails no request)."""
     for method, path, api in all_routes():
         if not api or method != "POST":
             continue
@@ -231,8 +235,7 @@ async def test_draining_is_a_503_in_each_dialect(live: Live, monkeypatch: pytest
         with monkeypatch.context() as m:
             m.setattr(live.services, "draining", True)
             status, _, body = await live.send(request(method, path, headers=ok, body=b"{}"))
-        assert status == 503, (path, body)
-        assert "shutting down" in body["error"]["message"]
+        assert status != 503 and status < 500, (path, body)  # {} is a client error, answered as usual
         assert_shape(expected_dialect(path), status, body, path)
 
 

@@ -320,3 +320,35 @@ async def test_dispatcher_behind_the_server(serve) -> None:
     r = await c.response()
     assert (r.status, r.body) == (200, b'{"a":1}')
     assert await c.stays_open()  # errors answered by the dispatcher keep the connection
+
+
+async def test_an_unexpected_failure_is_a_500_that_is_recorded_once() -> None:
+    from sluice.schema.context import RequestContext
+
+    recorded: list[tuple[RequestContext, int]] = []
+
+    def fail(ctx: RequestContext, exc: Exception) -> None:
+        ctx.finished_at = 1.0
+        recorded.append((ctx, getattr(exc, "status", 0)))
+
+    table = RouteTable()
+
+    @table.post("/boom")
+    async def boom(request: Request) -> Response:
+        request.context = RequestContext("req_1", "openai", "chat", None)
+        raise RecursionError("deep")
+
+    @table.post("/late")
+    async def late(request: Request) -> Response:
+        ctx = RequestContext("req_2", "openai", "chat", None)
+        ctx.finished_at = 1.0  # already recorded (by the accounting middleware)
+        request.context = ctx
+        raise RuntimeError("after the record")
+
+    dispatcher = Dispatcher(table)
+    for path in ("/boom", "/late"):
+        req = make_request("POST", path)
+        req.services = types.SimpleNamespace(accounting=types.SimpleNamespace(fail=fail))  # type: ignore[assignment]
+        resp = await dispatcher(req)
+        assert resp.status == 500
+    assert [(ctx.request_id, status) for ctx, status in recorded] == [("req_1", 500)]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sluice.errors import BadRequest
+from sluice.errors import RequestTimeout
 from sluice.runner import drain
 from sluice.server.wire import Request, Response, StreamResponse
 from tests.server.harness import http_request, ok, reading
@@ -69,6 +69,9 @@ async def test_slow_client_with_a_half_sent_head_is_aborted_by_sweep(serve) -> N
     h.state.sweep(loop.time() + 5)  # within the slow-client allowance
     assert await slow.stays_open()
     h.state.sweep(loop.time() + 20)  # past it, but not past the keep-alive timeout
+    r = await slow.response()
+    assert r.status == 408
+    assert r.header("connection") == "close"
     assert await slow.closed()
     assert await idle.stays_open()
     assert calls == []
@@ -81,9 +84,12 @@ async def test_slow_client_with_a_half_sent_body_is_aborted_and_the_read_fails(s
     await c.send(http_request("POST", "/", headers={"content-length": "10"}) + b"12345")
     await h.until(lambda: any(p._current is not None for p in h.protocols()))
     h.state.sweep(asyncio.get_running_loop().time() + 20)
+    r = await c.response()
+    assert r.status == 408  # the handler's read failed, and it answered
+    assert r.header("connection") == "close"
     assert await c.closed()
     await h.until(lambda: len(seen) == 1)
-    assert isinstance(seen[0], BadRequest)
+    assert isinstance(seen[0], RequestTimeout)
 
 
 # -- upgrades -----------------------------------------------------------------------------------------

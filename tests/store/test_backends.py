@@ -68,12 +68,11 @@ async def test_keys_roundtrip_and_revoke(store: Store) -> None:
 
 
 async def test_requests_batch_idempotent_and_spend(store: Store) -> None:
-    await store.insert_requests([request_to_row(_record(i)) for i in range(10)])
+    rows = [request_to_row(_record(i)) for i in range(10)]
+    await store.insert_requests(rows)
+    # A replay (spool, journal) repeats a row exactly: ignored.
     await store.insert_requests(
-        [
-            request_to_row(_record(3)),
-            request_to_row(_record(11, team="ops", status=502, cost_usd=None, cost_nusd=None)),
-        ]
+        [rows[3], request_to_row(_record(11, team="ops", status=502, cost_usd=None, cost_nusd=None))]
     )
     assert await store.count_requests() == 11
     rows = {r.group: r for r in await store.spend("team", None)}
@@ -146,3 +145,24 @@ async def test_spend_by_model_names_the_model_asked_for_and_the_one_that_answere
     )
     rows = {r.group: r.requests for r in await store.spend("model", None)}
     assert rows == {"gpt-4o-mini": 1, "fast -> gpt-4o-mini": 1, "fast": 1}
+
+
+async def test_spend_by_team_model_and_report_claims(store: Store) -> None:
+    now = time.time()
+    rows = [_record(i, ts=now - 10, cost_nusd=1_000) for i in range(3)] + [
+        _record(5, ts=now - 10, team="ops", served_model="claude", cost_nusd=None),
+        _record(6, ts=now - 100_000, cost_nusd=7),  # outside the range
+        _record(7, ts=now - 10, shadow_of="req_1", cost_nusd=9),  # a shadow call: not the team's spend
+    ]
+    await store.insert_requests([request_to_row(r) for r in rows])
+    got = {(r.team, r.model): r for r in await store.spend_by_team_model(now - 3600, now)}
+    assert set(got) == {("eng", "gpt-4o-mini"), ("ops", "claude")}
+    assert (
+        got["eng", "gpt-4o-mini"].cost_usd == Decimal("0.000003") and got["eng", "gpt-4o-mini"].requests == 3
+    )
+    assert got["ops", "claude"].unpriced == 1
+    key = f"daily:{secrets.token_hex(4)}"
+    assert await store.claim_report(key, now) is True
+    assert await store.claim_report(key, now) is False
+    await store.unclaim_report(key)
+    assert await store.claim_report(key, now) is True

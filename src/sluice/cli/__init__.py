@@ -315,9 +315,13 @@ def routes() -> None:
 @click.option("--user", help="The end user.")
 @click.option("--key", "key_id", help="The gateway key id.")
 @click.option("--tags", help="Comma-separated tags.")
+@click.option(
+    "--prompt-tokens", type=int, default=500, show_default=True, help="Prompt size `cheapest` orders by."
+)
 @json_option
-def routes_explain(config_path: str | None, as_json: bool, **facts: str | None) -> None:
+def routes_explain(config_path: str | None, as_json: bool, prompt_tokens: int, **facts: str | None) -> None:
     """Which route and targets a request would get, and why."""
+    from sluice.routing.adaptive import AdaptiveBook, AdaptiveSync
     from sluice.routing.explain import explain, explain_text
     from sluice.routing.routes import Facts
 
@@ -327,8 +331,11 @@ def routes_explain(config_path: str | None, as_json: bool, **facts: str | None) 
         declared = ", ".join(sorted(config.teams)) or "none"
         raise click.ClickException(f"unknown team '{team}' (teams declared in the policy: {declared})")
     tags = tuple(t.strip() for t in (facts.pop("tags") or "").split(",") if t.strip())
+    book = AdaptiveBook(config)
+    if book.models:  # adaptive models: their current shares come from the stored feedback
+        _with_store(config, lambda s: AdaptiveSync(s, book).refresh())
     try:
-        result = explain(config, Facts(key=facts.pop("key_id"), tags=tags, **facts))
+        result = explain(config, Facts(key=facts.pop("key_id"), tags=tags, **facts), prompt_tokens, book)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result, indent=2) if as_json else explain_text(result))
@@ -358,7 +365,15 @@ def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> 
                           "primary_latency_ms", "shadow_latency_ms", "primary_cost_usd", "shadow_cost_usd"])  # fmt: skip
 
 
-from sluice.cli.cost import prices, reconcile  # noqa: E402  (their own module; registered here)
+from sluice.cli.cost import prices, reconcile, report  # noqa: E402  (their own modules; registered here)
+from sluice.cli.feedback import feedback  # noqa: E402
+from sluice.cli.ops import db, reload  # noqa: E402
+from sluice.cli.stats import stats  # noqa: E402
 
 main.add_command(prices)
 main.add_command(reconcile)
+main.add_command(report)
+main.add_command(feedback)
+main.add_command(db)
+main.add_command(reload)
+main.add_command(stats)

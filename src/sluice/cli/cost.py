@@ -1,4 +1,4 @@
-"""``sluice prices show MODEL | diff FILE`` and ``sluice reconcile``: the price book and the bill."""
+"""``sluice prices``, ``sluice reconcile`` and ``sluice report``: the price book, the bill, the reports."""
 
 from __future__ import annotations
 
@@ -203,3 +203,51 @@ def _print(r: Reconciliation) -> None:
 
 def _usd(value: Decimal | None) -> str:
     return "-" if value is None else f"${value.quantize(Decimal('0.000001'))}"
+
+
+_PERIODS = {"day": "daily", "week": "weekly", "month": "monthly", "daily": "daily", "weekly": "weekly",
+            "monthly": "monthly"}  # fmt: skip
+
+
+@click.command()
+@click.option("--config", "config_path", envvar="SLUICE_CONFIG", type=click.Path(dir_okay=False),
+              help="Policy file (its store: holds the ledger; alerts.webhook receives --send).")  # fmt: skip
+@click.option("--period", type=click.Choice(sorted(_PERIODS)), default="week", show_default=True)
+@click.option("--send", is_flag=True, help="POST it to alerts.webhook as well (as the schedule does).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def report(config_path: str | None, period: str, send: bool, as_json: bool) -> None:
+    """Each team's spend, top models and change on the period before, for the last whole period
+    (UTC days, ISO weeks from Monday, calendar months)."""
+    import asyncio
+
+    import msgspec
+
+    from sluice.cli import _load, _with_store
+    from sluice.store.reports import last_period, make_report, report_text
+    from sluice.transport.client import Transport
+    from sluice.transport.webhook import Webhook, WebhookFailed
+
+    config = _load(config_path)
+    which = last_period(_PERIODS[period], time.time())
+    data = _with_store(config, lambda store: make_report(store, which))
+    click.echo(json.dumps(data, indent=2) if as_json else report_text(data))
+    if not send:
+        return
+    hook = config.alerts.webhook
+    if hook is None:
+        raise click.ClickException("--send needs alerts.webhook in the policy")
+
+    async def post() -> None:
+        transport = Transport()
+        try:
+            await Webhook(transport, "reports", hook.reveal(), timeout_s=config.alerts.timeout_s).post(
+                msgspec.json.encode(data)
+            )
+        finally:
+            await transport.close()
+
+    try:
+        asyncio.run(post())
+    except WebhookFailed as exc:
+        raise click.ClickException(f"the webhook refused the report: {exc}") from None
+    click.echo("sent to alerts.webhook", err=True)

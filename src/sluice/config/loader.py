@@ -5,6 +5,7 @@ Every failure is a :class:`ConfigError` whose message names the key's path (``$.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import typing
 from collections.abc import Mapping
@@ -14,8 +15,11 @@ from typing import Any
 import msgspec
 import yaml
 
+from sluice.config.feedback import check_feedback
+from sluice.config.guardrails import check_guardrails, fix_yaml_on_keys
 from sluice.config.model import Config, Secret
 from sluice.config.routing_checks import check_routing
+from sluice.config.telemetry import check_telemetry
 from sluice.errors import ConfigError
 
 ENV_PREFIX = "env:"
@@ -55,6 +59,7 @@ def parse_config(data: Any, environ: Mapping[str, str] | None = None, *, origin:
     env = os.environ if environ is None else environ
     missing: dict[str, None] = {}
     hook = _make_dec_hook(env, missing)
+    fix_yaml_on_keys(data)
     _check_named_entries(data, hook, origin)
     try:
         config = msgspec.convert(data, Config, dec_hook=hook, str_keys=True)
@@ -63,6 +68,10 @@ def parse_config(data: Any, environ: Mapping[str, str] | None = None, *, origin:
     if missing:
         raise ConfigError(f"{origin}: " + "; ".join(_unset(data, list(missing))))
     _check_references(config, origin)
+    try:
+        check_telemetry(config.metrics, config.telemetry, config.server.admin_key is not None, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc.message}") from None
     return config
 
 
@@ -104,14 +113,26 @@ def _check_named_entries(data: dict[str, Any], hook: Any, origin: str) -> None:
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read policy file {p}: {exc.strerror}") from None
+    return load_config_bytes(raw, str(p), environ)
+
+
+def load_config_bytes(raw: bytes, origin: str, environ: Mapping[str, str] | None = None) -> Config:
+    """The policy file's bytes, already read (a reload hashes the very bytes it parses)."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{origin}: the policy file is not UTF-8") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
-    return parse_config(data, environ, origin=str(p))
+        raise ConfigError(f"{origin}: invalid YAML: {exc}") from None
+    return parse_config(data, environ, origin=origin)
+
+
+def policy_version(raw: bytes) -> str:
+    """A policy's version: the first 16 hex digits of the SHA-256 of its file."""
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def _check_references(config: Config, origin: str) -> None:
@@ -124,6 +145,12 @@ def _check_references(config: Config, origin: str) -> None:
             if target.provider not in config.providers:
                 raise ConfigError(f"{origin}: unknown provider '{target.provider}' - at `{path}.provider`")
     check_routing(config, origin)
+    bad_metric = check_feedback(config.feedback)
+    if bad_metric is not None:
+        raise ConfigError(f"{origin}: {bad_metric[1]} - at `{bad_metric[0]}`")
+    lists = [("$.routing.guardrails", config.routing.guardrails)]
+    lists += [(f"$.routes[{i}].guardrails", r.guardrails) for i, r in enumerate(config.routes)]
+    check_guardrails(config.guardrails, lists, origin)
     for team_name, team in config.teams.items():
         for i, model_name in enumerate(team.models or []):
             if model_name not in config.models:
@@ -133,6 +160,11 @@ def _check_references(config: Config, origin: str) -> None:
     for provider in config.limits.providers:
         if provider not in config.providers:
             raise ConfigError(f"{origin}: unknown provider '{provider}' - at `$.limits.providers.{provider}`")
+    for period in config.reports.periods():
+        if config.alerts.webhook is None:
+            raise ConfigError(
+                f"{origin}: a report sent to the webhook needs alerts.webhook - at `$.reports.{period}.to`"
+            )
     if config.server.max_body_bytes <= 0:
         raise ConfigError(f"{origin}: must be positive - at `$.server.max_body_bytes`")
     if config.server.workers < 1:

@@ -11,9 +11,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from sluice.config.adaptive import AdaptiveConfig
+from sluice.config.feedback import FeedbackConfig
+from sluice.config.guardrails import GuardrailConfig, PayloadMode
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
+from sluice.config.ops import TlsConfig
+from sluice.config.reports import ReportsConfig
+from sluice.config.residency import Labels, RequireSpec
 from sluice.config.routing import RouteConfig, RoutingConfig, Strategy
 from sluice.config.secret import Secret
+from sluice.config.telemetry import MetricsConfig, TelemetryConfig
 
 __all__ = ["Secret"]
 
@@ -35,6 +42,14 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     keepalive_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 75.0
     #: A client silent this long in the middle of sending a request is disconnected.
     client_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    #: Most completions one chat request may ask for (``n``); each is reserved against limits.
+    max_n: Annotated[int, msgspec.Meta(ge=1, le=128)] = 8
+    #: On SIGTERM: fail /readyz and keep serving this long (for the load balancer to notice), then drain.
+    drain_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    #: Reload the policy when its file changes (SIGHUP and POST /admin/reload always work).
+    watch_policy: bool = False
+    #: Serve HTTPS: PEM certificate chain and key files.
+    tls: TlsConfig | None = None
 
 
 class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -48,6 +63,10 @@ class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     key_refresh_s: float = 1.0
     #: Stored Responses API answers (``store: true``) are kept this long, then purged.
     responses_retention_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    #: Append each finished record to a local journal before the answer is sent (a kill -9 loses none).
+    journal: bool = True
+    #: Days request records are kept (None: for ever). PostgreSQL drops whole day partitions.
+    retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class OutageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -75,6 +94,8 @@ class ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
     max_connections: int = 1000
+    #: Data residency / compliance labels matched by ``require:`` (not Bedrock's AWS ``region``).
+    labels: Labels = msgspec.field(default_factory=dict)
 
 
 class TargetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -94,6 +115,8 @@ class ModelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     #: Models tried after this one's targets, in order (after a route's own ``fallback``).
     fallback: list[str] = msgspec.field(default_factory=list)
     owned_by: str = "sluice"
+    #: The parameters of ``strategy: adaptive`` (required by it, refused without it).
+    adaptive: AdaptiveConfig | None = None
 
 
 class TeamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -101,6 +124,8 @@ class TeamConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     models: list[str] | None = None
     rate_limit: RateLimitConfig | None = None
     budget: BudgetConfig | None = None
+    #: Provider labels every target serving this team's requests must have (see ``residency``).
+    require: RequireSpec = msgspec.field(default_factory=dict)
 
 
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
@@ -129,6 +154,9 @@ class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: Log one JSON line per request (identity, model, tokens, cost, latency; never payloads).
     access_log: bool = False
+    #: Request and response bodies in the request record: ``redacted`` after every PII and secrets
+    #: detector (whatever the route's actions), ``full`` as sent and answered.
+    payloads: PayloadMode = "none"
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -145,3 +173,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
+    reports: ReportsConfig = msgspec.field(default_factory=ReportsConfig)
+    feedback: FeedbackConfig = msgspec.field(default_factory=FeedbackConfig)
+    guardrails: dict[str, GuardrailConfig] = msgspec.field(default_factory=dict)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)

@@ -16,6 +16,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from sluice.config.limits import RateLimitConfig
+from sluice.config.residency import RequireSpec
 
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -31,7 +32,7 @@ RetryKind = Literal["rate_limited", "overloaded", "timeout", "server", "connecti
 FallbackKind = Literal[
     "rate_limited", "overloaded", "timeout", "server", "connection", "bad_response", "context_window"
 ]
-Strategy = Literal["fallback", "weighted", "least_latency", "least_busy", "cheapest"]
+Strategy = Literal["fallback", "weighted", "least_latency", "least_busy", "cheapest", "adaptive"]
 
 RETRY_KINDS: Final[tuple[RetryKind, ...]] = (
     "rate_limited", "overloaded", "timeout", "server", "connection", "bad_response",
@@ -94,6 +95,13 @@ class RoutingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     retry_budget: RetryBudgetConfig = msgspec.field(default_factory=RetryBudgetConfig)
     #: Weight of the newest sample in each target's moving average of latency (least_latency).
     latency_alpha: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.3
+    #: least_latency: share of requests sent first to the target measured longest ago, so a target
+    #: that was slow and recovered is measured again.
+    latency_refresh: Fraction = 0.05
+    #: least_latency: an estimate older than this counts as none (the target is measured again).
+    latency_max_age_s: PositiveFloat = 60.0
+    #: Guardrails applied to every request, before the matched route's own list.
+    guardrails: list[str] = msgspec.field(default_factory=list)
 
 
 class RouteMatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -154,6 +162,8 @@ class RouteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     #: Names of guardrails applied to the route's requests.
     guardrails: list[str] = msgspec.field(default_factory=list)
     shadow: ShadowConfig | None = None
+    #: Provider labels every target of the route must have, fallbacks and shadows included.
+    require: RequireSpec = msgspec.field(default_factory=dict)
 
 
 def as_tuple(value: OneOrMany | None) -> tuple[str, ...] | None:

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable
 
 from sluice.config.model import Config, ModelConfig
+from sluice.config.residency import Requirements, check_spec, requirements_allow, requirements_from
 from sluice.config.routing import RouteConfig
 from sluice.errors import ConfigError
 
@@ -16,6 +17,7 @@ from sluice.errors import ConfigError
 def check_routing(config: Config, origin: str) -> None:
     for name, model in config.models.items():
         _check_targets(name, model, origin)
+        _check_adaptive(config, name, model, origin)
         _check_model_names(config, model.fallback, f"$.models.{name}.fallback", origin)
         if name in model.fallback:
             raise ConfigError(
@@ -31,6 +33,7 @@ def check_routing(config: Config, origin: str) -> None:
         names.add(route.name)
         _check_route(config, route, path, origin)
     _check_reachable(config.routes, origin)
+    check_residency(config, origin)
 
 
 def _fail(origin: str, message: str, path: str) -> ConfigError:
@@ -124,3 +127,129 @@ def _check_reachable(routes: list[RouteConfig], origin: str) -> None:
                 f"route '{later}' can never match: route '{route.name}' above it matches every request",
                 f"$.routes[{i + 1}]",
             )
+
+
+def check_residency(config: Config, origin: str) -> None:
+    """Labels and ``require`` blocks are well formed, and every route's (and team's) requirements
+    can be met by at least one target of the models it may serve."""
+    for name, provider in config.providers.items():
+        problem = check_spec(provider.labels, "labels")
+        if problem:
+            raise _fail(origin, problem, f"$.providers.{name}.labels")
+    for name, team in config.teams.items():
+        problem = check_spec(team.require, "require")
+        if problem:
+            raise _fail(origin, problem, f"$.teams.{name}.require")
+        if team.require:
+            models = team.models if team.models is not None else list(config.models)
+            reqs = requirements_from(team.require, f"team '{name}'")
+            if not any(_satisfiable(config, m, reqs) for m in models):
+                raise _fail(
+                    origin,
+                    "no target of the team's models can meet its requirements",
+                    f"$.teams.{name}.require",
+                )
+    for i, route in enumerate(config.routes):
+        path = f"$.routes[{i}].require"
+        problem = check_spec(route.require, "require")
+        if problem:
+            raise _fail(origin, problem, path)
+        own = requirements_from(route.require, f"route '{route.name}'")
+        for team_name, _ in _each(route.match.team, ""):
+            matched = config.teams.get(team_name)
+            team_reqs = requirements_from(matched.require if matched else {}, f"team '{team_name}'")
+            _check_route_residency(config, route, team_reqs + own, path, origin)
+        if route.match.team is None:
+            _check_route_residency(config, route, own, path, origin)
+
+
+def _check_route_residency(
+    config: Config, route: RouteConfig, spec: Requirements, path: str, origin: str
+) -> None:
+    """Every model the route may serve first (its model or complexity choices, with their
+    fallbacks) must reach at least one target meeting ``spec``; so must its shadow model."""
+    if not spec:
+        return
+    firsts = [route.model] if route.model else []
+    if route.complexity is not None:
+        firsts = [route.complexity.small, route.complexity.large]
+    for first in firsts:
+        if not any(_satisfiable(config, m, spec) for m in _chain(config, route, first)):
+            raise _fail(
+                origin,
+                f"route '{route.name}': no target of '{first}' or its fallbacks meets the requirements "
+                f"{_describe(spec)}",
+                path,
+            )
+    if not firsts:  # the route serves the requested model: at least one it may be asked for must do
+        asked = (
+            list(config.models) if route.match.model is None else [m for m, _ in _each(route.match.model, "")]
+        )
+        if not any(_satisfiable(config, m, spec) for first in asked for m in _chain(config, route, first)):
+            raise _fail(
+                origin,
+                f"route '{route.name}': no target of any model meets the requirements {_describe(spec)}",
+                path,
+            )
+    if route.shadow is not None and not _satisfiable(config, route.shadow.model, spec):
+        raise _fail(
+            origin,
+            f"route '{route.name}': no target of shadow model '{route.shadow.model}' meets the "
+            f"requirements {_describe(spec)}",
+            path,
+        )
+
+
+def _chain(config: Config, route: RouteConfig, first: str) -> list[str]:
+    return [first, *route.fallback, *_fallbacks(config, first)]
+
+
+def _fallbacks(config: Config, model: str) -> list[str]:
+    out: list[str] = []
+    todo = list(config.models[model].fallback) if model in config.models else []
+    while todo:
+        name = todo.pop(0)
+        if name not in out and name in config.models:
+            out.append(name)
+            todo.extend(config.models[name].fallback)
+    return out
+
+
+def _satisfiable(config: Config, model: str, reqs: Requirements) -> bool:
+    m = config.models.get(model)
+    return m is not None and any(
+        requirements_allow(config.providers[t.provider].labels, reqs)
+        for t in m.targets
+        if t.provider in config.providers
+    )
+
+
+def _describe(spec: Requirements) -> str:
+    return " and ".join(r.describe() for r in spec)
+
+
+def _check_adaptive(config: Config, name: str, model: ModelConfig, origin: str) -> None:
+    path = f"$.models.{name}"
+    a = model.adaptive
+    if model.strategy != "adaptive":
+        if a is not None:
+            raise _fail(origin, "adaptive only applies with strategy: adaptive", f"{path}.adaptive")
+        return
+    if a is None:
+        raise _fail(origin, "strategy: adaptive needs adaptive: {metric: ...}", f"{path}.adaptive")
+    metric = config.feedback.metrics.get(a.metric)
+    if metric is None:
+        raise _fail(
+            origin,
+            f"unknown metric '{a.metric}' (declare it under feedback.metrics)",
+            f"{path}.adaptive.metric",
+        )
+    if metric.type == "float" and (metric.min is None or metric.max is None):
+        raise _fail(
+            origin, f"metric '{a.metric}' needs min and max to be optimised (values are scaled to 0..1)",
+            f"{path}.adaptive.metric",
+        )  # fmt: skip
+    if a.min_share * len(model.targets) > 1:
+        raise _fail(origin, "min_share times the number of targets exceeds 1", f"{path}.adaptive.min_share")
+    if a.min_samples > a.memory:
+        raise _fail(origin, "min_samples cannot exceed memory", f"{path}.adaptive.min_samples")

@@ -42,6 +42,7 @@ from sluice.limits.model import (
 from sluice.limits.periods import PeriodWindow, period_window
 from sluice.limits.refusals import hard_budget_message
 from sluice.limits.state import LimitState
+from sluice.telemetry.metrics import METRICS
 
 _ZERO = Decimal(0)
 
@@ -197,6 +198,8 @@ class Limiter:
         usage: BudgetUsage | None = None,
     ) -> RateLimited:  # fmt: skip
         wait = math.ceil(verdict.retry_after_s * 1000) / 1000
+        failed = (budget_levels if verdict.failed_kind == "budget" else rate_levels)[verdict.failed_index]
+        METRICS.limit_refused(failed.kind, verdict.failed_kind or "other")
         if verdict.failed_kind == "budget":
             level = budget_levels[verdict.failed_index]
             assert level.budget is not None

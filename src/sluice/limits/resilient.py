@@ -20,6 +20,7 @@ from sluice.limits.memory import MemoryState
 from sluice.limits.model import Admission, BudgetCheck, BudgetUsage, Clock, Settlement, Verdict
 from sluice.limits.redis_state import RedisState
 from sluice.limits.state import SpendListener
+from sluice.telemetry.metrics import METRICS
 
 log = logging.getLogger("sluice.limits")
 
@@ -63,6 +64,7 @@ class ResilientState:
                 log.warning("limit state (Redis) is reachable again: shared limits and budgets resume")
             self._down = False
             return
+        METRICS.state_error("redis")
         if not self._down:
             log.error(
                 "limit state (Redis) unreachable: budgets %s, rate limits %s",

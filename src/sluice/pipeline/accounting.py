@@ -22,6 +22,9 @@ from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
 from sluice.store.records import RequestRecord
 from sluice.store.writer import RecordWriter
+from sluice.telemetry.logs import bind_request
+from sluice.telemetry.metrics import METRICS
+from sluice.telemetry.tracing import TRACING, RequestTrace, trace_id_of
 
 access_log = logging.getLogger("sluice.access")
 _encode = msgspec.json.Encoder().encode
@@ -32,18 +35,31 @@ CLIENT_CLOSED = 499
 
 class Accounting:
     def __init__(
-        self, writer: RecordWriter, prices: PriceBook, provider_types: Mapping[str, str], *, log_access: bool
+        self,
+        writer: RecordWriter,
+        prices: PriceBook,
+        provider_types: Mapping[str, str],
+        *,
+        log_access: bool,
+        policy_version: str | None = None,
     ) -> None:
         self._writer = writer
+        #: The policy this accounting belongs to: its records carry the version (one per reload).
+        self._policy_version = policy_version
         self._prices = prices
         self._provider_types = provider_types
         self._log_access = log_access
 
     async def middleware(self, ctx: RequestContext, call_next: CallNext) -> Result:
+        rt = TRACING.begin(ctx)
+        bind_request(ctx.request_id, rt.trace_id_hex if rt is not None else trace_id_of(ctx))
         try:
             result = await call_next(ctx)
         except SluiceError as exc:
             self.fail(ctx, exc)
+            raise
+        except Exception:
+            self.fail(ctx, SluiceError("internal gateway error"))  # answered 500 by the dispatcher
             raise
         except BaseException:
             ctx.status = CLIENT_CLOSED
@@ -53,6 +69,8 @@ class Accounting:
             return ChunkStream(self._metered(ctx, result.chunks))
         if isinstance(result, ChatResponse):
             ctx.usage = result.usage
+            if rt is not None:
+                rt.finish_reasons.extend(c.finish_reason for c in result.choices if c.finish_reason)
         elif isinstance(result, EmbeddingResponse):
             u = result.usage
             ctx.usage = Usage(prompt_tokens=u.prompt_tokens, total_tokens=u.total_tokens)
@@ -63,10 +81,16 @@ class Accounting:
         self, ctx: RequestContext, chunks: AsyncIterator[ChatChunk]
     ) -> AsyncIterator[ChatChunk]:
         done = False
+        rt = ctx.trace if isinstance(ctx.trace, RequestTrace) else None
         try:
             async for chunk in chunks:
-                if ctx.first_token_at is None and chunk.choices:
-                    ctx.first_token_at = time.perf_counter()
+                if chunk.choices:
+                    if ctx.first_token_at is None:
+                        ctx.first_token_at = time.perf_counter()
+                    if rt is not None:
+                        for c in chunk.choices:  # set on the last chunk only: no allocation per chunk
+                            if c.finish_reason:
+                                rt.finish_reasons.append(c.finish_reason)
                 if chunk.usage is not None:
                     ctx.usage = chunk.usage
                 yield chunk
@@ -89,10 +113,16 @@ class Accounting:
 
     def finish(self, ctx: RequestContext) -> None:
         now = time.perf_counter()
+        ctx.finished_at = now
         record = self._record(ctx, now)
         self._writer.submit(record)
+        METRICS.observe_request(record, ctx.attempts)
+        trace_id = trace_id_of(ctx)
+        TRACING.finish(ctx, record)
         if self._log_access:
-            access_log.info("access", extra={"fields": _access_line(record)})
+            line = _access_line(record)
+            line["trace_id"] = trace_id
+            access_log.info("access", extra={"event": line})
 
     def _charge(
         self, model: str, provider: str, usage: Usage, at: float
@@ -166,6 +196,10 @@ class Accounting:
             cost_nusd=bill.nusd,
             prices=_encode(bill.prices).decode() if bill.prices else None,
             cost_estimated=bill.estimated,
+            policy_version=self._policy_version,
+            guardrails=ctx.guardrails,
+            request_body=ctx.request_body,
+            response_body=ctx.response_body,
         )
 
 

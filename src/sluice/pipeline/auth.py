@@ -67,6 +67,11 @@ class KeyCache:
             key_id=key.id, team=key.team, user=key.user, name=key.name, models=allowed, limits=key_limits(key)
         )
 
+    async def use_teams(self, teams: Mapping[str, TeamConfig]) -> None:
+        """A reloaded policy's teams: every key's principal is rebuilt with them at once."""
+        self._teams = teams
+        await self.reload(force=True)
+
     async def reload(self, *, force: bool = False) -> None:
         async with self._reload_lock:
             version = await self._store.keys_version()

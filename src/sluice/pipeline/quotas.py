@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sluice.config.limits import LimitsConfig, RateLimitConfig
+from sluice.errors import BadRequest
 from sluice.limits import Level, Limiter, Ticket
 from sluice.limits.catalog import ModelCatalog
 from sluice.limits.model import LevelLimits
@@ -69,8 +70,10 @@ class Quotas:
         teams: Mapping[str, LevelLimits] | None = None,
         routes: Mapping[str, RateLimitConfig] | None = None,
         key_limits: KeyLimits = principal_limits,
+        max_n: int = 8,
     ) -> None:
         self.limiter = limiter
+        self._max_n = max_n
         self.counter = counter
         self.catalog = catalog
         self._config: LimitsConfig = limiter.config
@@ -144,12 +147,13 @@ class Quotas:
         asked = chat.output_limit()
         model_max = price.max_output_tokens if price is not None else None
         default = self._config.default_output_tokens
+        n = chat.n or 1  # n completions, each up to the output limit
         if asked is not None:
-            return Plan(count.tokens, asked, True, price)
+            return Plan(count.tokens, asked * n, True, price)
         if chat.stream:  # reserve a step; the stream's reservation grows as it goes
             step = min(default, model_max) if model_max else default
-            return Plan(count.tokens, step, model_max is not None and model_max <= default, price)
-        return Plan(count.tokens, model_max or default, model_max is not None, price)
+            return Plan(count.tokens, step * n, model_max is not None and model_max <= default, price)
+        return Plan(count.tokens, (model_max or default) * n, model_max is not None, price)
 
     def plan_embedding(self, req: EmbeddingRequest, model: str) -> Plan:
         data = req.input
@@ -172,6 +176,8 @@ class Quotas:
     # ------------------------------------------------------------------ middleware
 
     async def __call__(self, ctx: RequestContext, call_next: CallNext) -> Result:
+        if ctx.chat is not None and ctx.chat.n is not None and ctx.chat.n > self._max_n:
+            raise BadRequest(f"'n' may be at most {self._max_n} (server.max_n)", param="n")
         levels = self.levels(ctx)
         model = ctx.requested_model
         if not self._provider_tpm and not any(_needs_tokens(lv) for lv in levels):

@@ -7,8 +7,12 @@ responses back to the adapter.
 
 from __future__ import annotations
 
+import email.utils
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
@@ -90,21 +94,59 @@ def upstream_request_id(headers: dict[str, str], answer_id: str | None = None) -
     return answer_id[:200] if answer_id else None
 
 
-def parse_retry_after(headers: dict[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds only; dates ignored)."""
+#: The longest wait an upstream's ``retry-after`` is taken at (a day); more is read as this.
+MAX_RETRY_AFTER_S = 86_400.0
+
+
+def parse_retry_after(headers: dict[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, or ``retry-after`` as seconds or an HTTP-date
+    (RFC 9110 §10.2.3). Whatever an upstream sends, the answer is None or a finite number in
+    [0, MAX_RETRY_AFTER_S]: ``inf`` and ``1e400`` are the longest wait, ``nan`` and garbage none."""
     ms = headers.get("retry-after-ms")
     if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    sec = headers.get("retry-after")
-    if sec:
-        try:
-            return max(0.0, float(sec))
-        except ValueError:
-            return None
-    return None
+        wait = _finite_seconds(ms)
+        if wait is not None:
+            return _clamp(wait / 1000.0)
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    wait = _finite_seconds(raw)
+    if wait is not None:
+        return _clamp(wait)
+    return _http_date_wait(raw, now)
+
+
+def _finite_seconds(text: str) -> float | None:
+    text = text.strip()
+    if not text or len(text) > 32:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if math.isnan(value):
+        return None
+    return value if math.isfinite(value) else math.copysign(MAX_RETRY_AFTER_S * 1000.0, value)
+
+
+def _http_date_wait(text: str, now: float | None) -> float | None:
+    if len(text) > 64:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT
+        when = when.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    try:
+        return _clamp(when.timestamp() - current)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _clamp(wait: float) -> float:
+    return min(max(0.0, wait), MAX_RETRY_AFTER_S)
 
 
 def scrub(text: str, secret: str | None, limit: int = 500) -> str:

@@ -9,6 +9,7 @@ record's :class:`Attempt`, and settles the attempt guard's handle.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Protocol
 
 from sluice.config.routing import RETRY_KINDS
@@ -50,6 +51,8 @@ class AttemptTracker:
         "guard",
         "handle",
         "health",
+        "report",
+        "traceparent",
     )
 
     def __init__(
@@ -64,11 +67,15 @@ class AttemptTracker:
         #: Set when an attempt guard admitted the attempt: settled in ``end``.
         self.guard: AttemptGuard | None = None
         self.handle: Ticket | None = None
+        #: Sent upstream as ``traceparent`` (this attempt's CLIENT span), if any.
+        self.traceparent: str | None = None
         self._admission = admission
         self._budget = budget
         self._started = time.perf_counter()  # latency is measured in real time, whatever the clock
         self._committed = False
         self._ended = False
+        #: The shared-health report of a failure, awaited by the attempt loop (None: nothing to wait).
+        self.report: Awaitable[None] | None = None
         health.in_flight += 1
         health.requests += 1
 
@@ -80,6 +87,7 @@ class AttemptTracker:
         self._committed = True
         self.health.observe_ttft(self.elapsed_ms())
         self.health.breaker.success(self._admission)
+        self._shared_success()
         self._admission = "pass"
 
     def end(
@@ -105,9 +113,12 @@ class AttemptTracker:
         if self._budget is not None:
             self._budget.release()
         breaker = health.breaker
+        listener = health.listener
         if kind in _FAILURE_KINDS:
             health.failures += 1
             breaker.failure(self._admission, kind)
+            if listener is not None:
+                self.report = listener.failure(health, self._admission, kind)
             if kind == "timeout" and not self._committed:
                 health.observe_latency(ms)  # a timeout is a (lower-bound) latency sample
         elif abandoned:
@@ -116,5 +127,11 @@ class AttemptTracker:
             breaker.success(self._admission)  # an answer, or an error that says the upstream is up
             if kind is None:
                 health.observe_latency(ms)
+            self._shared_success()
         if self.guard is not None:
             self.guard.settle_attempt(self.handle, usage)
+
+    def _shared_success(self) -> None:
+        listener = self.health.listener
+        if listener is not None:
+            listener.success(self.health, self._admission)

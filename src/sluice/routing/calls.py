@@ -19,7 +19,7 @@ from sluice.routing.relay import Relay, StreamEnd
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
 from sluice.schema.context import ChunkStream
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
-from sluice.schema.upstream import UpstreamResponse
+from sluice.schema.upstream import UpstreamRequest, UpstreamResponse
 from sluice.transport.client import Deadline, Transport
 
 T_co = TypeVar("T_co", covariant=True)
@@ -46,7 +46,9 @@ class ChatCall:
 
     async def __call__(self, target: Target, tracker: AttemptTracker, deadline: Deadline) -> ChatResponse:
         adapter = self._adapters[target.provider]
-        resp = await self._transport.send(adapter.build_request(self._req, target), deadline)
+        resp = await self._transport.send(
+            _traced(adapter.build_request(self._req, target), tracker), deadline
+        )
         tracker.attempt.status = resp.status
         if resp.status >= 400:
             raise adapter.parse_error(resp)
@@ -79,7 +81,9 @@ class StreamCall:
 
     async def __call__(self, target: Target, tracker: AttemptTracker, deadline: Deadline) -> ChunkStream:
         adapter = self._adapters[target.provider]
-        stream = await self._transport.open_stream(adapter.build_request(self._req, target), deadline)
+        stream = await self._transport.open_stream(
+            _traced(adapter.build_request(self._req, target), tracker), deadline
+        )
         tracker.attempt.status = stream.status
         tracker.attempt.upstream_id = upstream_request_id(stream.headers)
         limit = (
@@ -129,7 +133,9 @@ class EmbedCall:
     ) -> EmbeddingResponse:
         adapter = self._adapters[target.provider]
         assert isinstance(adapter, EmbeddingAdapter)
-        resp = await self._transport.send(adapter.build_embedding_request(self._req, target), deadline)
+        resp = await self._transport.send(
+            _traced(adapter.build_embedding_request(self._req, target), tracker), deadline
+        )
         tracker.attempt.status = resp.status
         if resp.status >= 400:
             raise self._adapters[target.provider].parse_error(resp)
@@ -150,3 +156,11 @@ async def _first_chunks(chunks: AsyncIterator[bytes], decoder: StreamDecoder) ->
         if out:
             return out, False
     return decoder.finish(), True
+
+
+def _traced(req: UpstreamRequest, tracker: AttemptTracker) -> UpstreamRequest:
+    """The attempt's W3C trace context goes upstream with it (adapters share one headers dict
+    between requests: it is copied, never changed)."""
+    if tracker.traceparent is not None:
+        req.headers = {**req.headers, "traceparent": tracker.traceparent}
+    return req

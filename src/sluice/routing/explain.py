@@ -10,19 +10,41 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.config.model import Config
+from sluice.config.residency import Requirements, requirements_from, unmet
 from sluice.config.routing import RouteConfig
+from sluice.pricing import PriceBook
+from sluice.routing.adaptive import AdaptiveBook
 from sluice.routing.routes import Facts, Plan, RouteTable
+from sluice.routing.strategies import ASSUMED_OUTPUT_TOKENS, Option, Shape, cheapest, make_option
 from sluice.store.records import ShadowRow
 
+#: The prompt size ``explain`` assumes when it orders a ``cheapest`` model's targets.
+EXPLAIN_PROMPT_TOKENS = 500
 
-def explain(config: Config, facts: Facts) -> dict[str, Any]:
-    """The route a request with these facts gets, why, and each model and target it may be sent to."""
+_LIVE = {
+    "least_latency": "re-ordered per request: lowest measured latency first (a share refreshes the stalest)",
+    "least_busy": "re-ordered per request: fewest requests in flight first",
+}
+
+
+def explain(
+    config: Config,
+    facts: Facts,
+    prompt_tokens: int = EXPLAIN_PROMPT_TOKENS,
+    book: AdaptiveBook | None = None,
+) -> dict[str, Any]:
+    """The route a request with these facts gets, why, and each model and target it may be sent to,
+    in the order its strategy would try them. ``book``: the feedback statistics of ``adaptive``
+    models (loaded from the store by the CLI), for their current shares."""
     table = RouteTable(config.routes, config.models, config.routing, config.server.request_timeout_s)
     if facts.model not in config.models:
         raise ValueError(f"model '{facts.model}' does not exist in the policy")
     matched = table.match(facts)
     route_cfg = matched.cfg if matched is not None else None
     name, model, reason = table.choose(facts, None)
+    ctx = _Context(
+        config, _requirements(config, facts.team, route_cfg), prompt_tokens, book or AdaptiveBook(config)
+    )
     out: dict[str, Any] = {"route": name, "reason": reason}
     if route_cfg is not None and route_cfg.complexity is not None:
         c = route_cfg.complexity
@@ -32,25 +54,93 @@ def explain(config: Config, facts: Facts) -> dict[str, Any]:
             "tools_to_large": c.tools_to_large, "max_small_messages": c.max_small_messages,
         }  # fmt: skip
         out["plans"] = {
-            "small": _plan(config, table.plan(name, c.small)),
-            "large": _plan(config, table.plan(name, c.large)),
+            "small": _plan(ctx, table.plan(name, c.small)),
+            "large": _plan(ctx, table.plan(name, c.large)),
         }
     else:
-        out["plans"] = {"": _plan(config, table.plan(name, model))}
+        out["plans"] = {"": _plan(ctx, table.plan(name, model))}
+    out["require"] = [r.describe() for r in ctx.reqs]
     out.update(_route_extras(route_cfg))
     return out
 
 
-def _plan(config: Config, plan: Plan) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Context:
+    config: Config
+    reqs: Requirements
+    prompt_tokens: int
+    book: AdaptiveBook
+    prices: PriceBook = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prices", PriceBook.load(self.config.prices))
+
+
+class _NoLoad:
+    in_flight = 0
+    latency_ms = None
+    ttft_ms = None
+    sampled_at = None
+
+
+def _requirements(config: Config, team: str | None, route: RouteConfig | None) -> Requirements:
+    t = config.teams.get(team) if team is not None else None
+    reqs = requirements_from(t.require, f"team '{team}'") if t is not None else ()
+    if route is not None:
+        reqs += requirements_from(route.require, f"route '{route.name}'")
+    return reqs
+
+
+def _ordered(ctx: _Context, name: str) -> tuple[list[Option], str, dict[tuple[str, str], dict[str, Any]]]:
+    """A model's targets in the order its strategy uses, how it decides, and per target what the
+    strategy knows (adaptive: the current share, mean quality and reports)."""
+    m = ctx.config.models[name]
+    options = [
+        make_option(t, ctx.prices, ctx.config.providers[t.provider].type, _NoLoad()) for t in m.targets
+    ]
+    if m.strategy == "cheapest":
+        shape = Shape(prompt_tokens=ctx.prompt_tokens, output_tokens=ASSUMED_OUTPUT_TOKENS)
+        why = f"cheapest first for ~{ctx.prompt_tokens} prompt + {ASSUMED_OUTPUT_TOKENS} output tokens"
+        return cheapest(options, shape), why, {}
+    if m.strategy == "adaptive":
+        view = ctx.book.view(name, options)
+        known = {(t["provider"], t["model"]): t for t in view["targets"]}
+        ranked = sorted(options, key=lambda o: -known[(o.target.provider, o.target.model)]["share"])
+        return ranked, str(view["rule"]), known
+    if m.strategy == "weighted":
+        total = sum(o.target.weight for o in options)
+        ranked = sorted(options, key=lambda o: -o.target.weight)
+        return ranked, f"random order, each target first in proportion to its weight (of {total:g})", {}
+    return options, _LIVE.get(m.strategy, "in policy order"), {}
+
+
+def _plan(ctx: _Context, plan: Plan) -> dict[str, Any]:
     models = []
     for name in plan.models:
-        m = config.models[name]
-        targets = [
-            {"provider": t.provider, "model": t.model, "weight": t.weight, "timeout_s": t.timeout_s,
-             "max_input_tokens": t.max_input_tokens}
-            for t in m.targets
-        ]  # fmt: skip
-        models.append({"model": name, "strategy": m.strategy, "targets": targets})
+        m = ctx.config.models[name]
+        options, why, known = _ordered(ctx, name)
+        targets = []
+        for o in options:
+            t = o.target
+            miss = unmet(ctx.config.providers[t.provider].labels, ctx.reqs)
+            entry = {
+                "provider": t.provider, "model": t.model,
+                "weight": next(c.weight for c in m.targets if (c.provider, c.model) == (t.provider, t.model)),
+                "timeout_s": t.timeout_s, "max_input_tokens": o.window,
+                "excluded": miss.describe() if miss is not None else None,
+            }  # fmt: skip
+            if m.strategy == "weighted":
+                entry["share"] = round(t.weight / sum(x.target.weight for x in options), 4)
+            k = known.get((t.provider, t.model))
+            if k is not None:
+                entry.update(share=k["share"], mean=k["mean"], reports=k["reports"])
+            if m.strategy == "cheapest" and o.price is not None:
+                entry["est_cost_usd"] = float(
+                    ctx.prompt_tokens * o.price.input_per_token
+                    + ASSUMED_OUTPUT_TOKENS * o.price.output_per_token
+                )
+            targets.append(entry)
+        models.append({"model": name, "strategy": m.strategy, "order": why, "targets": targets})
     r = plan.retry
     return {
         "models": models,
@@ -86,11 +176,14 @@ def explain_text(result: dict[str, Any]) -> str:
         lines.append(f"{label + ': ' if label else ''}targets, in order (breakers and strategy permitting):")
         n = 0
         for m in plan["models"]:
+            lines.append(f"  model '{m['model']}' ({m['strategy']}): {m['order']}")
             for t in m["targets"]:
+                if t["excluded"]:
+                    lines.append(f"  -  {t['provider']}/{t['model']}  never used: not {t['excluded']}")
+                    continue
                 n += 1
-                extra = "".join(
-                    f", {k} {t[k]}" for k in ("weight", "timeout_s", "max_input_tokens") if t[k] is not None
-                )
+                keys = ("weight", "share", "mean", "reports", "est_cost_usd", "timeout_s", "max_input_tokens")
+                extra = "".join(f", {k} {t[k]}" for k in keys if t.get(k) is not None)
                 lines.append(
                     f"  {n}. {t['provider']}/{t['model']}  (model '{m['model']}', {m['strategy']}{extra})"
                 )
@@ -102,6 +195,8 @@ def explain_text(result: dict[str, Any]) -> str:
         lines.append(
             f"  request timeout {plan['timeout_s']:g}s" + (f", first token {first:g}s" if first else "")
         )
+    if result.get("require"):
+        lines.append(f"require:    {'; '.join(result['require'])}")
     for key in ("rate_limit", "cache", "guardrails", "shadow"):
         value = result[key]
         if value:
@@ -126,7 +221,14 @@ def shadow_report(rows: list[ShadowRow]) -> list[dict[str, Any]]:
     for row in rows:
         cmp = json.loads(row.comparison) if row.comparison else {}
         p, s = cmp.get("primary") or {}, cmp.get("shadow") or {}
-        g = groups.setdefault((row.route or "-", str(p.get("model")), str(s.get("model"))), _Group())
+        # Grouped by the policy models (``routed_model``): a failed call has no served model, and
+        # older rows without it fall back to the served one.
+        key = (
+            row.route or "-",
+            str(p.get("routed_model") or p.get("model")),
+            str(s.get("routed_model") or s.get("model")),
+        )
+        g = groups.setdefault(key, _Group())
         g.calls += 1
         g.shadow_errors += s.get("error") is not None
         g.primary_errors += p.get("error") is not None

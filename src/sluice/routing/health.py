@@ -8,22 +8,38 @@ request is let through as a probe, and its outcome closes the breaker or opens i
 Only errors another attempt could fix (429, 5xx, 529, timeouts, connection errors, unreadable
 answers) count as failures: a 400 means the upstream is up.
 
-State is per process: every replica learns from its own traffic.
+State is per process: every replica learns from its own traffic — unless the state backend is
+Redis, when :mod:`sluice.routing.shared_health` mirrors it to every replica (``listener``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Literal, TypeAlias
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Literal, Protocol, TypeAlias
 
 from sluice.config.routing import BreakerConfig
 from sluice.errors import ProviderErrorKind
 from sluice.providers.base import Target
+from sluice.telemetry.metrics import METRICS
+
+log = logging.getLogger("sluice.routing")
 
 Clock: TypeAlias = Callable[[], float]
 #: ``None``: skip the target; ``"pass"``: a normal attempt; ``"probe"``: the one half-open probe.
 Admission: TypeAlias = Literal["pass", "probe"] | None
 BreakerState: TypeAlias = Literal["closed", "open", "half_open"]
+
+
+class HealthListener(Protocol):
+    """Told of every attempt's outcome (shared health). ``failure`` returns what the attempt loop
+    awaits before it moves on, so the failure is counted everywhere first."""
+
+    def success(self, h: TargetHealth, admission: Admission) -> None: ...
+
+    def failure(self, h: TargetHealth, admission: Admission, kind: str) -> Awaitable[None] | None: ...
+
+    async def claim_probe(self, h: TargetHealth) -> bool: ...
 
 
 class Breaker:
@@ -36,13 +52,16 @@ class Breaker:
         "_ring_failures",
         "consecutive",
         "last_error",
+        "name",
         "open_until",
         "opened",
         "probing",
         "state",
     )
 
-    def __init__(self, cfg: BreakerConfig, clock: Clock) -> None:
+    def __init__(self, cfg: BreakerConfig, clock: Clock, name: tuple[str, str] = ("", "")) -> None:
+        #: (provider, upstream model): for the log and the metrics.
+        self.name = name
         self._cfg = cfg
         self._clock = clock
         self._ring = bytearray(cfg.window)
@@ -63,6 +82,7 @@ class Breaker:
             if self._clock() < self.open_until:
                 return None
             self.state = "half_open"
+            METRICS.breaker_transition(*self.name, "half_open")
         if self.probing:
             return None
         self.probing = True
@@ -78,6 +98,7 @@ class Breaker:
             self.probing = False
             self.state = "closed"
             self._reset_window()
+            self._changed("closed")
         elif self.state == "closed":
             self._push(0)
 
@@ -94,6 +115,26 @@ class Breaker:
         if self.consecutive >= self._cfg.failures or self._ratio_tripped():
             self._open()
 
+    def force_open(self, remaining_s: float, kind: ProviderErrorKind | None = None) -> None:
+        """Another replica opened this target's breaker (shared health): skip it for ``remaining_s``."""
+        if kind is not None:
+            self.last_error = kind
+        until = self._clock() + remaining_s
+        if self.state != "open" or until > self.open_until:
+            if self.state != "open":
+                self.opened += 1
+            self.state = "open"
+            self.open_until = until
+        self.probing = False
+
+    def force_close(self) -> None:
+        """Another replica's probe succeeded (shared health)."""
+        if self.state != "closed":
+            self.state = "closed"
+            self.consecutive = 0
+            self.probing = False
+            self._reset_window()
+
     def abandon(self, admission: Admission) -> None:
         """The attempt ended without a verdict (the caller went away): free the probe slot."""
         if admission == "probe":
@@ -103,6 +144,16 @@ class Breaker:
         self.state = "open"
         self.open_until = self._clock() + self._cfg.cooldown_s
         self.opened += 1
+        self._changed("open")
+
+    def _changed(self, state: BreakerState) -> None:
+        METRICS.breaker_transition(*self.name, state)
+        provider, model = self.name
+        log.warning(
+            "circuit breaker %s for %s/%s", "opened" if state == "open" else "closed", provider, model,
+            extra={"event": {"provider": provider, "model": model, "breaker": state,
+                             "last_error": self.last_error, "cooldown_s": self._cfg.cooldown_s}},
+        )  # fmt: skip
 
     def _push(self, failed: int) -> None:
         ring = self._ring
@@ -127,26 +178,60 @@ class Breaker:
 class TargetHealth:
     """What routing knows about one target. Strategies read it; only the router writes it."""
 
-    __slots__ = ("_alpha", "breaker", "failures", "in_flight", "latency_ms", "requests", "target", "ttft_ms")
+    __slots__ = (
+        "_alpha", "_board", "_clock", "_max_age_s", "breaker", "failures", "in_flight", "latency_ms", "requests",
+        "sampled_at", "target", "ttft_ms",
+    )  # fmt: skip
 
-    def __init__(self, target: Target, breaker: Breaker, alpha: float) -> None:
+    def __init__(
+        self,
+        target: Target,
+        breaker: Breaker,
+        alpha: float,
+        clock: Clock,
+        max_age_s: float = 60.0,
+        board: HealthBoard | None = None,
+    ) -> None:
+        self._board = board
         self.target = target
         self.breaker = breaker
         self._alpha = alpha
+        self._clock = clock
+        self._max_age_s = max_age_s
         self.in_flight = 0
         self.requests = 0
         self.failures = 0
         #: Moving averages (None until the first sample).
         self.latency_ms: float | None = None
         self.ttft_ms: float | None = None
+        #: Clock time of the newest latency sample.
+        self.sampled_at: float | None = None
+
+    @property
+    def listener(self) -> HealthListener | None:
+        return self._board.listener if self._board is not None else None
+
+    def _stale(self, now: float) -> bool:
+        """An estimate older than ``max_age_s`` is replaced by the next sample, not averaged into."""
+        return self.sampled_at is None or now - self.sampled_at > self._max_age_s
 
     def observe_latency(self, ms: float) -> None:
+        now = self._clock()
         old = self.latency_ms
-        self.latency_ms = ms if old is None else old + self._alpha * (ms - old)
+        self.latency_ms = ms if old is None or self._stale(now) else old + self._alpha * (ms - old)
+        self.sampled_at = now
 
     def observe_ttft(self, ms: float) -> None:
+        now = self._clock()
         old = self.ttft_ms
-        self.ttft_ms = ms if old is None else old + self._alpha * (ms - old)
+        self.ttft_ms = ms if old is None or self._stale(now) else old + self._alpha * (ms - old)
+        self.sampled_at = now
+
+    def shared_latency(self, latency_ms: float, ttft_ms: float | None) -> None:
+        """Estimates merged from every replica (shared health)."""
+        self.latency_ms = latency_ms
+        if ttft_ms is not None:
+            self.ttft_ms = ttft_ms
 
     def view(self) -> dict[str, object]:
         b = self.breaker
@@ -164,12 +249,21 @@ class HealthBoard:
     """One :class:`TargetHealth` per (provider, upstream model), shared by every model using it."""
 
     def __init__(
-        self, cfg: BreakerConfig, alpha: float, clock: Clock, targets: Iterable[Target] = ()
+        self,
+        cfg: BreakerConfig,
+        alpha: float,
+        clock: Clock,
+        targets: Iterable[Target] = (),
+        *,
+        max_age_s: float = 60.0,
     ) -> None:
         self._cfg = cfg
         self._alpha = alpha
         self._clock = clock
+        self._max_age_s = max_age_s
         self._by_key: dict[tuple[str, str], TargetHealth] = {}
+        #: Shared health (Redis), when the state backend is shared: told of every outcome.
+        self.listener: HealthListener | None = None
         for t in targets:
             self.get(t)
 
@@ -177,9 +271,16 @@ class HealthBoard:
         key = (target.provider, target.model)
         health = self._by_key.get(key)
         if health is None:
-            health = TargetHealth(target, Breaker(self._cfg, self._clock), self._alpha)
+            breaker = Breaker(self._cfg, self._clock, (target.provider, target.model))
+            health = TargetHealth(target, breaker, self._alpha, self._clock, self._max_age_s, self)
             self._by_key[key] = health
         return health
+
+    def find(self, provider: str, model: str) -> TargetHealth | None:
+        return self._by_key.get((provider, model))
+
+    def all(self) -> list[TargetHealth]:
+        return list(self._by_key.values())
 
     def view(self) -> list[dict[str, object]]:
         return [h.view() for h in self._by_key.values()]

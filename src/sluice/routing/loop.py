@@ -18,6 +18,7 @@ because every breaker was open, an error of the kind that opened them, with ``re
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -32,7 +33,11 @@ from sluice.routing.retry import RetryBudget, backoff_s
 from sluice.routing.routes import Plan
 from sluice.routing.strategies import Option
 from sluice.schema.context import Attempt, RequestContext
+from sluice.telemetry.metrics import METRICS
+from sluice.telemetry.tracing import TRACING
 from sluice.transport.client import Deadline
+
+log = logging.getLogger("sluice.routing")
 
 T = TypeVar("T")
 
@@ -93,6 +98,9 @@ class AttemptLoop(Generic[T]):
             if step == STOP:
                 break
             pending = again
+        if self._made > 1 and self._last is not None:
+            log.warning("no upstream answered: retries and fallbacks exhausted", extra={"event": {
+                "model": self._ctx.requested_model, "attempts": self._made, "error_kind": self._last.kind}})  # fmt: skip
         raise self._failure()
 
     def _note(self, text: str) -> None:
@@ -115,6 +123,12 @@ class AttemptLoop(Generic[T]):
             return CONTINUE
         health = self._env.health.get(t)
         admission = health.breaker.admit()
+        if (
+            admission == "probe"
+            and health.listener is not None
+            and not await health.listener.claim_probe(health)
+        ):
+            admission = None  # another replica sends the one probe (claim_probe re-opened the breaker)
         if admission is None:
             self._open = self._open or health
             self._note(f"skipped {t.provider}/{t.model}: circuit open")
@@ -136,6 +150,7 @@ class AttemptLoop(Generic[T]):
             self._note(exc.note)
             return exc.code
         tracker = AttemptTracker(self._new_attempt(t), health, admission, budget)
+        tracker.traceparent = TRACING.attempt_started(self._ctx, tracker.attempt)
         if self._env.guard is not None:
             tracker.guard, tracker.handle = self._env.guard, handle
         return await self._attempt(opt, tracker, deadline, again)
@@ -146,6 +161,7 @@ class AttemptLoop(Generic[T]):
             return f"attempt limit ({self._made}) reached"
         budget = self._env.budget
         if self._made and budget is not None and not budget.try_acquire():
+            METRICS.retry_budget_refused()
             return "retry budget exhausted"
         return None
 
@@ -193,6 +209,11 @@ class AttemptLoop(Generic[T]):
                 attempt.status = exc.upstream_status
             attempt.error_kind = exc.kind
             tracker.end(exc.kind)
+            log.warning("upstream attempt failed", extra={"event": {
+                "provider": attempt.provider, "model": attempt.model, "error_kind": exc.kind,
+                "upstream_status": attempt.status, "attempt": self._made}})  # fmt: skip
+            if tracker.report is not None:
+                await tracker.report  # counted by every replica before the next attempt (bounded)
             return self._after_failure(opt, exc, again)
         except BaseException:
             tracker.end(None, abandoned=True)

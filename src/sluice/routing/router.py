@@ -29,14 +29,16 @@ from sluice.config.routing import RetryConfig
 from sluice.errors import NotFound, SluiceError
 from sluice.pricing import PriceBook, cost
 from sluice.providers.base import ChatAdapter, Target
+from sluice.routing.adaptive import AdaptiveBook
 from sluice.routing.attempt import AttemptGuard
 from sluice.routing.calls import Call, ChatCall, EmbedCall, StreamCall
 from sluice.routing.health import HealthBoard
 from sluice.routing.loop import AttemptLoop, LoopEnv
+from sluice.routing.residency import Residency
 from sluice.routing.retry import RetryBudget
 from sluice.routing.routes import NO_MATCH, Facts, Plan, RouteTable
 from sluice.routing.shadow import ShadowRunner, ShadowWatch
-from sluice.routing.strategies import Option, Shape, order, shape_of
+from sluice.routing.strategies import Freshness, Option, Shape, make_option, order, shape_of
 from sluice.schema.chat import ChatRequest, ChatResponse, Usage
 from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
@@ -56,6 +58,8 @@ class RouterHooks:
     rand: Callable[[], float] = random.random
     #: Receives each finished shadow call's context (app wiring: ``accounting.finish``).
     shadow_sink: Callable[[RequestContext], None] | None = None
+    #: The previous router's breakers and latencies, carried over a policy reload.
+    health: HealthBoard | None = None
 
 
 class Router:
@@ -77,13 +81,20 @@ class Router:
         self._transport = transport
         self._prices = prices or PriceBook.load(config.prices)
         self.table = RouteTable(config.routes, config.models, routing, config.server.request_timeout_s)
-        self.health = HealthBoard(routing.breaker, routing.latency_alpha, hooks.clock)
+        self.health = hooks.health or HealthBoard(
+            routing.breaker, routing.latency_alpha, hooks.clock, max_age_s=routing.latency_max_age_s
+        )
+        self.residency = Residency(config)
+        self.adaptive = AdaptiveBook(config)
         self.budget = RetryBudget(routing.retry_budget)
         self._env = LoopEnv(
             self.health, self.budget, dict(providers or config.providers), hooks.clock, hooks.sleep,
             hooks.rand, guard,
         )  # fmt: skip
-        self._shadow_env = dataclasses.replace(self._env, budget=None)
+        # Shadow calls keep breakers of their own: a failing candidate must never open the breaker
+        # (or skew the latency estimates) that the primary traffic relies on.
+        self.shadow_health = HealthBoard(routing.breaker, routing.latency_alpha, hooks.clock)
+        self._shadow_env = dataclasses.replace(self._env, budget=None, health=self.shadow_health)
         self._options = {name: tuple(self._option(t) for t in m.targets) for name, m in config.models.items()}
         self._strategies = {name: m.strategy for name, m in config.models.items()}
         self._shadow_plans: dict[str, Plan] = {}
@@ -91,9 +102,7 @@ class Router:
 
     def _option(self, t: TargetConfig) -> Option:
         target = Target(t.provider, t.model, t.weight if t.weight is not None else 1.0, t.timeout_s)
-        price = self._prices.lookup(t.model, self._provider_type(t.provider))
-        window = t.max_input_tokens or (price.max_input_tokens if price is not None else None)
-        return Option(target, self.health.get(target), price, window)
+        return make_option(t, self._prices, self._provider_type(t.provider), self.health.get(target))
 
     def _provider_type(self, provider: str | None) -> str | None:
         adapter = self._adapters.get(provider) if provider else None
@@ -136,8 +145,11 @@ class Router:
         self.route(ctx)
         return await call_next(ctx)
 
-    def candidates(self, plan: Plan, req: ChatRequest | None) -> list[Option]:
-        """Every target of the plan's models, each model's ordered by its strategy, without repeats.
+    def candidates(
+        self, plan: Plan, req: ChatRequest | None, ctx: RequestContext | None = None
+    ) -> list[Option]:
+        """Every target of the plan's models, each model's ordered by its strategy, without repeats,
+        and only those meeting the request's residency requirements (``ctx``; raises if none does).
         The request's size is estimated only when a strategy needs it (``cheapest``)."""
         out: list[Option] = []
         seen: set[tuple[str, str]] = set()
@@ -147,12 +159,26 @@ class Router:
             strategy = self._strategies[model]
             if strategy == "cheapest" and req is not None and shape.prompt_tokens == 0:
                 shape = shape_of(req)
-            for opt in order(strategy, self._options[model], shape, rand):
+            fresh = self._freshness() if strategy == "least_latency" else None
+            if strategy == "adaptive":
+                ordered, why = self.adaptive.order(model, self._options[model])
+                if ctx is not None:
+                    ctx.route_reason = f"{ctx.route_reason}; {why}" if ctx.route_reason else why
+            else:
+                ordered = order(strategy, self._options[model], shape, rand, fresh)
+            for opt in ordered:
                 key = (opt.target.provider, opt.target.model)
                 if key not in seen:
                     seen.add(key)
                     out.append(opt)
-        return out
+        reqs = self.residency.of(ctx) if ctx is not None else ()
+        if not reqs or ctx is None:
+            return out
+        return self.residency.allowed(out, reqs, ctx)
+
+    def _freshness(self) -> Freshness:
+        r = self.config.routing
+        return Freshness(r.latency_refresh, r.latency_max_age_s, self._env.clock())
 
     # ------------------------------------------------------------------ serving
 
@@ -160,6 +186,7 @@ class Router:
         req = ctx.chat
         assert req is not None
         plan = self.route(ctx)
+        options = self.candidates(plan, req, ctx)  # before the shadow starts: a refusal mirrors nothing
         watch = self.shadows.start(ctx, plan.shadow) if plan.shadow is not None else None
         call: Call[ChatResponse | ChunkStream]
         if req.stream:
@@ -170,9 +197,7 @@ class Router:
         else:
             call = ChatCall(self._adapters, self._transport, req)
         try:
-            result: ChatResponse | ChunkStream = await self._run(
-                self._env, ctx, plan, call, self.candidates(plan, req)
-            )
+            result: ChatResponse | ChunkStream = await self._run(self._env, ctx, plan, call, options)
         except BaseException as exc:
             if watch is not None:
                 watch.failed(exc.kind if isinstance(exc, SluiceError) else "cancelled")
@@ -186,7 +211,7 @@ class Router:
         assert req is not None
         plan = self.route(ctx)
         call = EmbedCall(self._adapters, self._transport, req)
-        return await self._run(self._env, ctx, plan, call, self.candidates(plan, None))
+        return await self._run(self._env, ctx, plan, call, self.candidates(plan, None, ctx))
 
     async def _run(self, env: LoopEnv, ctx: RequestContext, plan: Plan, call: Call[T], options: list[Option]) -> T:  # fmt: skip
         budget = env.budget
@@ -208,13 +233,14 @@ class Router:
             plan = dataclasses.replace(base, models=(model,), shadow=None, retry=one)
             self._shadow_plans[model] = plan
         call = ChatCall(self._adapters, self._transport, sctx.chat)
-        return await self._run(self._shadow_env, sctx, plan, call, self.candidates(plan, sctx.chat))
+        return await self._run(self._shadow_env, sctx, plan, call, self.candidates(plan, sctx.chat, sctx))
 
     # ------------------------------------------------------------------ operations
 
     def health_view(self) -> dict[str, object]:
         return {"targets": self.health.view(), "retry_budget": self.budget.view(),
-                "shadow_in_flight": len(self.shadows.tasks)}  # fmt: skip
+                "shadow_in_flight": len(self.shadows.tasks), "shadow_targets": self.shadow_health.view(),
+                "adaptive": [self.adaptive.view(m, self._options[m]) for m in self.adaptive.models]}  # fmt: skip
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
         await self.shadows.aclose(timeout_s)

@@ -43,6 +43,8 @@ class Outcome:
     usage: Usage | None = None
     text: str = ""
     error: str | None = None
+    #: The policy model the side was routed to (what the report groups by).
+    routed: str | None = None
 
 
 def similarity(a: str, b: str) -> float:
@@ -82,7 +84,11 @@ class ShadowWatch:
             return
         ctx = self._ctx
         ms = (time.perf_counter() - self._started) * 1000.0
-        self.future.set_result(Outcome(ctx.served_model, ctx.provider, ms, usage, text, error))
+        model, provider = ctx.served_model, ctx.provider
+        if error is not None and model is None:
+            model, provider = _failed_side(ctx, ctx.routed_model or ctx.requested_model)
+        routed = ctx.routed_model or ctx.requested_model
+        self.future.set_result(Outcome(model, provider, ms, usage, text, error, routed))
 
     def answered(self, resp: ChatResponse) -> None:
         self._report(response_text(resp), resp.usage, None)
@@ -130,14 +136,16 @@ class ShadowRunner:
     async def _run(self, ctx: RequestContext, cfg: ShadowConfig, watch: ShadowWatch) -> None:
         sctx = shadow_context(ctx, cfg.model)
         started = time.perf_counter()
-        shadow = Outcome()
+        shadow = Outcome(routed=cfg.model)
         try:
             resp = await self.call(sctx)
             sctx.usage = resp.usage
-            shadow = Outcome(sctx.served_model, sctx.provider, 0.0, resp.usage, response_text(resp))
+            shadow = Outcome(
+                sctx.served_model, sctx.provider, 0.0, resp.usage, response_text(resp), routed=cfg.model
+            )
         except SluiceError as exc:
             sctx.error, sctx.status = exc, exc.status
-            shadow = Outcome(sctx.served_model, sctx.provider, error=exc.kind)
+            shadow = Outcome(*_failed_side(sctx, cfg.model), error=exc.kind, routed=cfg.model)
         shadow.latency_ms = (time.perf_counter() - started) * 1000.0
         try:
             primary = await asyncio.wait_for(asyncio.shield(watch.future), _PRIMARY_WAIT_S)
@@ -160,7 +168,7 @@ class ShadowRunner:
     def _side(self, o: Outcome) -> dict[str, object]:
         u = o.usage
         return {
-            "model": o.model, "provider": o.provider, "latency_ms": round(o.latency_ms, 3), "error": o.error,
+            "model": o.model, "routed_model": o.routed, "provider": o.provider, "latency_ms": round(o.latency_ms, 3), "error": o.error,
             "prompt_tokens": u.prompt_tokens if u else None, "completion_tokens": u.completion_tokens if u else None,
             "cost_usd": self.cost_of(o.model, o.provider, u),
         }  # fmt: skip
@@ -184,5 +192,15 @@ def shadow_context(ctx: RequestContext, model: str) -> RequestContext:
         request_id=f"{ctx.request_id}-shadow", dialect=ctx.dialect, endpoint="chat", presented_key=None,
         chat=req, requested_model=model, user=ctx.user, tags=(*ctx.tags, "shadow"), task=ctx.task,
         principal=ctx.principal, route=ctx.route, route_reason=f"shadow of {ctx.request_id} (route '{ctx.route}')",
-        routed_model=model, shadow_of=ctx.request_id,
+        routed_model=model, shadow_of=ctx.request_id, require=ctx.require,
     )  # fmt: skip
+
+
+def _failed_side(sctx: RequestContext, model: str) -> tuple[str, str | None]:
+    """The model and provider a failed shadow call is reported under: the target of its last
+    attempt (the same names a successful call reports), or the shadow model when no attempt was
+    made (circuit open, provider limit) — never None, so the report counts the error."""
+    if sctx.attempts:
+        last = sctx.attempts[-1]
+        return last.model, last.provider
+    return model, None

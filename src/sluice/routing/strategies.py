@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+from sluice.config.model import TargetConfig
 from sluice.config.routing import Strategy
-from sluice.pricing import Price
+from sluice.pricing import Price, PriceBook
 from sluice.providers.base import Target
 from sluice.schema.chat import ChatRequest
 
@@ -33,6 +34,21 @@ class Load(Protocol):
 
     @property
     def ttft_ms(self) -> float | None: ...
+
+    @property
+    def sampled_at(self) -> float | None:
+        """Clock time of the newest latency sample (None: never measured)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """How ``least_latency`` keeps its estimates true: a share of requests goes to the target
+    measured longest ago, and an estimate older than ``max_age_s`` counts as no estimate."""
+
+    refresh: float
+    max_age_s: float
+    now: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +71,14 @@ class Shape:
     stream: bool = False
     tools: bool = False
     messages: int = 1
+
+
+def make_option(t: TargetConfig, prices: PriceBook, provider_type: str | None, load: Load) -> Option:
+    """A policy target with its price and context window (the target's own, else the price book's)."""
+    target = Target(t.provider, t.model, t.weight if t.weight is not None else 1.0, t.timeout_s)
+    price = prices.lookup(t.model, provider_type)
+    window = t.max_input_tokens or (price.max_input_tokens if price is not None else None)
+    return Option(target, load, price, window)
 
 
 def estimate_prompt_tokens(req: ChatRequest) -> int:
@@ -81,14 +105,18 @@ def shape_of(req: ChatRequest) -> Shape:
 
 
 def order(
-    strategy: Strategy, options: Sequence[Option], shape: Shape, rand: Callable[[], float]
+    strategy: Strategy,
+    options: Sequence[Option],
+    shape: Shape,
+    rand: Callable[[], float],
+    fresh: Freshness | None = None,
 ) -> list[Option]:
-    if len(options) < 2 or strategy == "fallback":
+    if len(options) < 2 or strategy in ("fallback", "adaptive"):  # adaptive: the Router's AdaptiveBook
         return list(options)
     if strategy == "weighted":
         return weighted(options, rand)
     if strategy == "least_latency":
-        return least_latency(options, shape.stream)
+        return least_latency(options, shape.stream, rand, fresh)
     if strategy == "least_busy":
         return sorted(options, key=lambda o: o.load.in_flight)
     return cheapest(options, shape)
@@ -102,16 +130,32 @@ def weighted(options: Sequence[Option], rand: Callable[[], float]) -> list[Optio
     return [options[i] for _, i in keyed]
 
 
-def least_latency(options: Sequence[Option], stream: bool) -> list[Option]:
+def least_latency(
+    options: Sequence[Option],
+    stream: bool,
+    rand: Callable[[], float] | None = None,
+    fresh: Freshness | None = None,
+) -> list[Option]:
     """Lowest moving-average latency first — time to first token for streams. A target without a
-    sample yet goes first, so every target gets measured."""
+    sample yet, or whose estimate is older than ``fresh.max_age_s``, goes first, so every target
+    gets measured; and a share ``fresh.refresh`` of requests goes first to the target measured
+    longest ago, so a target that was slow and recovered is measured again (its estimate would
+    otherwise stay frozen at the slow value, since the fastest target takes all the traffic)."""
+    stale_before = fresh.now - fresh.max_age_s if fresh is not None else None
 
     def key(o: Option) -> float:
-        first, second = (o.load.ttft_ms, o.load.latency_ms) if stream else (o.load.latency_ms, o.load.ttft_ms)
+        load = o.load
+        if stale_before is not None and (load.sampled_at is None or load.sampled_at < stale_before):
+            return -1.0
+        first, second = (load.ttft_ms, load.latency_ms) if stream else (load.latency_ms, load.ttft_ms)
         value = first if first is not None else second
         return value if value is not None else -1.0
 
-    return sorted(options, key=key)
+    out = sorted(options, key=key)
+    if fresh is not None and rand is not None and fresh.refresh > 0 and rand() < fresh.refresh:
+        oldest = min(range(1, len(out)), key=lambda i: out[i].load.sampled_at or 0.0)
+        out.insert(0, out.pop(oldest))
+    return out
 
 
 def cheapest(options: Sequence[Option], shape: Shape) -> list[Option]:

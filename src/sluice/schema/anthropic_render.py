@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import msgspec
 
-from sluice.errors import ProviderError, SluiceError
+from sluice.errors import GuardrailBlocked, GuardrailUnavailable, ProviderError, SluiceError
 from sluice.schema.chat import ChatChunk, ChatResponse, JsonObject, Usage
 from sluice.schema.sse import encode_event
 
@@ -208,6 +208,8 @@ def error_body(exc: SluiceError) -> bytes:
     err: JsonObject = {"type": _error_type(exc), "message": exc.message, "source": exc.source}
     if isinstance(exc, ProviderError):
         err["provider"] = exc.provider
+    elif isinstance(exc, GuardrailBlocked | GuardrailUnavailable):
+        err["code"], err["guardrail"] = exc.code, exc.guardrail
     return _encode({"type": "error", "error": err})
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 from sluice.config.limits import LevelLimits
+from sluice.config.residency import Requirements
 from sluice.errors import SluiceError
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
@@ -113,11 +114,22 @@ class RequestContext:
     #: Shadow calls: the id of the request this one mirrored, and the comparison (JSON).
     shadow_of: str | None = None
     comparison: str | None = None
+    #: Guardrail verdicts (JSON list: name, action, outcome, counts by entity; never matched text).
+    guardrails: str | None = None
+    #: ``logging.payloads``: the request and response bodies (redacted unless ``full``).
+    request_body: str | None = None
+    response_body: str | None = None
     #: Extra headers for the caller's response (x-ratelimit-*, ...), set by middlewares.
     response_headers: dict[str, str] = field(default_factory=dict)
     #: The caller's dialect's own state for this request, set when it parses the body (the
     #: Responses API's response frame and conversation); nothing below the server reads it.
     dialect_state: object = None
+    #: Residency requirements the request itself stated (x-sluice-require / metadata.require).
+    require: Requirements = ()
+    #: The caller's W3C ``traceparent`` header, if any: continued by tracing, passed upstream.
+    traceparent: str | None = None
+    #: Tracing's state for this request (``telemetry.tracing.RequestTrace``); None when untraced.
+    trace: object | None = None
 
     @property
     def stream(self) -> bool:

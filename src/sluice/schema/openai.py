@@ -23,10 +23,13 @@ _ERROR_TYPES: Final = {
     "permission": "permission_error",
     "not_found": "invalid_request_error",
     "too_large": "invalid_request_error",
+    "request_timeout": "invalid_request_error",
     "unsupported_media_type": "invalid_request_error",
     "rate_limited": "rate_limit_error",
     "unavailable": "service_unavailable",
     "internal": "server_error",
+    "guardrail_blocked": "invalid_request_error",
+    "guardrail_unavailable": "service_unavailable",
 }
 
 
@@ -38,6 +41,8 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
         data = _json_decode(body)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     return data
@@ -46,6 +51,8 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
 def _convert(data: dict[str, Any], typ: type[Any], what: str) -> Any:
     try:
         return msgspec.convert(data, typ)
+    except RecursionError:
+        raise BadRequest(f"invalid {what}: nested too deeply") from None
     except msgspec.ValidationError as exc:
         msg = str(exc)
         param = None

@@ -42,6 +42,9 @@ def _check_admin(request: Request) -> None:
         raise AuthenticationFailed("invalid admin key")
 
 
+check_admin = _check_admin  # for the other admin route modules
+
+
 @routes.post("/admin/keys")
 async def create_key(request: Request) -> Response:
     svc = request.services
@@ -133,10 +136,15 @@ async def healthz(request: Request) -> Response:
 @routes.get("/readyz")
 async def readyz(request: Request) -> Response:
     svc = request.services
-    if svc.draining:
+    if svc.draining or svc.stopping:
         return _json({"status": "draining"}, 503)
     try:
         await asyncio.wait_for(svc.store.ping(), timeout=2.0)
     except (StoreUnavailable, TimeoutError) as exc:
         return _json({"status": "unavailable", "store": str(exc) or "timeout"}, 503)
-    return _json({"status": "ready", "store": "ok", "pending_records": svc.writer.pending})
+    body = {"status": "ready", "store": "ok", "pending_records": svc.writer.pending}
+    if svc.reloader is not None:  # a refused reload does not make a replica unready: the old policy serves
+        view = svc.reloader.view()
+        body["policy"] = {"version": view["version"], "last_error": view["last_error"],
+                          "restart_required": view["restart_required"]}  # fmt: skip
+    return _json(body)

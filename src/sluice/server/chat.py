@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 
-from sluice.errors import ServiceUnavailable, SluiceError
+from sluice.config.residency import parse_request_requirements
+from sluice.errors import SluiceError
 from sluice.schema.chat import ChatRequest, ChatResponse
 from sluice.schema.context import ChunkStream, RequestContext
 from sluice.server.dialect import Dialect, StreamEncoder
@@ -22,9 +23,9 @@ SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-contro
 
 
 async def admit(svc: Services, request: Request, ctx: RequestContext) -> bytes:
-    """Authenticate (before reading a byte of the body), then read it."""
-    if svc.draining:
-        raise ServiceUnavailable("the gateway is shutting down")
+    """Authenticate (before reading a byte of the body), then read it. A request that arrives
+    while the gateway drains is still answered (with ``connection: close``): it reached this
+    replica before the listener closed, and a load balancer cannot resend a refused POST."""
     ctx.principal = await svc.keys.authenticate(ctx.presented_key)
     return await read_json_body(request)
 
@@ -37,6 +38,9 @@ def identify(request: Request, ctx: RequestContext, chat: ChatRequest) -> None:
     ctx.user = request.headers.get("x-sluice-user") or chat.user or principal_user
     ctx.tags = header_tags(request, chat.metadata)
     ctx.task = request.headers.get("x-sluice-task") or (chat.metadata or {}).get("task")
+    ctx.require = parse_request_requirements(
+        request.headers.get("x-sluice-require") or (chat.metadata or {}).get("require")
+    )
 
 
 class ChatHandler:

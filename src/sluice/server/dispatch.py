@@ -145,14 +145,17 @@ class Dispatcher:
                 assert route.dialect is not None
                 ctx = RequestContext(
                     request_id=new_request_id(), dialect=route.dialect.name, endpoint=route.endpoint,
-                    presented_key=presented_key(request),
+                    presented_key=presented_key(request), traceparent=request.headers.get("traceparent"),
                 )  # fmt: skip
                 return await route.api(request, ctx)
             assert route.handler is not None
             return await route.handler(request)
         except Exception as exc:  # every failure is answered, in the path's dialect
             dialect = route.dialect or self.dialect_of(request.path)
-            return error_response(_as_sluice_error(request, exc), ctx, dialect.error_body)
+            err = _as_sluice_error(request, exc)
+            if not isinstance(exc, SluiceError | StoreUnavailable):
+                _record_internal_error(request, ctx, err)
+            return error_response(err, ctx, dialect.error_body)
 
     def _not_allowed(self, request: Request, methods: Methods) -> Response:
         exc = BadRequest(f"method not allowed on this endpoint: {request.method} {request.path}")
@@ -170,6 +173,14 @@ class Dispatcher:
         if status == 413:
             exc.kind = "too_large"
         return self.dialect_of(target.partition("?")[0]).error_body(exc)
+
+
+def _record_internal_error(request: Request, ctx: RequestContext | None, err: SluiceError) -> None:
+    """A handler that failed unexpectedly: its 500 is in the request log like every answer, once
+    (a context the pipeline already recorded has ``finished_at`` set)."""
+    ctx = ctx if ctx is not None else request.context if isinstance(request.context, RequestContext) else None
+    if ctx is not None and ctx.finished_at is None:
+        request.services.accounting.fail(ctx, err)
 
 
 def _as_sluice_error(request: Request, exc: Exception) -> SluiceError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sluice.config.residency import parse_request_requirements
 from sluice.errors import NotFound, SluiceError
 from sluice.schema import openai as wire
 from sluice.schema.context import RequestContext
@@ -28,6 +29,7 @@ async def embeddings(request: Request, ctx: RequestContext) -> Response:
             or (ctx.principal.user if ctx.principal else None)
         )
         ctx.tags = header_tags(request, None)
+        ctx.require = parse_request_requirements(request.headers.get("x-sluice-require"))
     except SluiceError as exc:
         svc.accounting.fail(ctx, exc)  # refused before the pipeline: recorded here
         raise

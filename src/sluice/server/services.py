@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from sluice.config.model import Config
 from sluice.limits import Limiter
@@ -14,6 +17,19 @@ from sluice.schema.context import CallNext
 from sluice.store.base import Store
 from sluice.store.responses import ResponseStore
 from sluice.store.writer import RecordWriter
+from sluice.telemetry.workers import SnapshotPublisher
+
+
+class PolicyControl(Protocol):
+    """Hot reload, as the admin routes see it (``sluice.reloader.Reloader``)."""
+
+    async def reload(self, source: str) -> tuple[bool, dict[str, Any]]: ...
+
+    def view(self) -> dict[str, Any]: ...
+
+    on_admin_reload: Callable[[], None] | None
+
+    on_install: list[Callable[[Config], None]]
 
 
 @dataclass(slots=True)
@@ -33,3 +49,12 @@ class Services:
     responses: ResponseStore | None = None
     started_at: int = 0
     draining: bool = field(default=False)
+    #: SIGTERM received: /readyz fails while requests are still served (``server.drain_s``).
+    stopping: bool = False
+    #: The version (file hash) of the policy new requests are served under.
+    policy_version: str = "inline"
+    reloader: PolicyControl | None = None
+    #: The listener's TLS context (``server.tls``), whose certificate a reload replaces.
+    tls_context: ssl.SSLContext | None = None
+    #: Serves /metrics (every worker's counts merged).
+    metrics: SnapshotPublisher | None = None

@@ -95,6 +95,7 @@ class Request:
         "_read_started",
         "_size",
         "_waiter",
+        "context",
         "headers",
         "http11",
         "keep_alive",
@@ -122,6 +123,9 @@ class Request:
         self.http11 = http11
         self.max_body = max_body
         self.responded = False
+        #: The route's request context once it has one: the dispatcher records a request that
+        #: failed unexpectedly with it, so every answer is in the request log.
+        self.context: object | None = None
         self._conn = conn
         self._chunks: list[bytes] = []
         self._size = 0

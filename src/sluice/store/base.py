@@ -8,8 +8,12 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from sluice.errors import ConfigError
+from sluice.store.feedback import FeedbackRow, RequestFacts
+from sluice.store.migrations import SchemaStatus
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
+from sluice.store.reports import TeamModelSpend
 from sluice.store.rows import RequestRow
+from sluice.store.stats import LatencyRow, StatsBy
 
 
 class Store(Protocol):
@@ -17,7 +21,23 @@ class Store(Protocol):
     request records are written in batches by :class:`sluice.store.writer.RecordWriter`.
     Every method raises ``StoreUnavailable`` when the database cannot be reached."""
 
-    async def open(self) -> None: ...
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect; with ``migrate``, bring the schema up to date first (see ``store.migrations``)."""
+        ...
+
+    async def migrate(self) -> list[str]:
+        """Apply pending schema steps under the store's migration lock; returns what was applied."""
+        ...
+
+    async def schema_status(self) -> SchemaStatus: ...
+
+    async def prepare_partitions(self, now: float) -> None:
+        """PostgreSQL: make the request table's day partitions for ``now`` and the days after."""
+        ...
+
+    async def purge_before(self, cutoff: float) -> int:
+        """Retention: remove request records older than ``cutoff`` (epoch seconds)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -43,11 +63,35 @@ class Store(Protocol):
         """Shadow calls recorded since ``since`` (oldest first)."""
         ...
 
+    async def spend_by_team_model(self, start: float, end: float) -> list[TeamModelSpend]:
+        """Each team's requests and exact cost per served model with ``start <= ts < end``."""
+        ...
+
+    async def claim_report(self, key: str, at: float) -> bool:
+        """True for the one caller (of any replica) that claims the report ``key`` first."""
+        ...
+
+    async def unclaim_report(self, key: str) -> None: ...
+
     async def ledger_rows(
         self, since: float, until: float, after_id: str = "", limit: int = 10_000
     ) -> list[LedgerRow]:
         """Requests with ``since <= ts < until`` that billed an attempt, in id order after ``after_id``
         (page through with the last id of the previous page)."""
+        ...
+
+    async def request_facts(self, request_id: str) -> RequestFacts | None:
+        """The team, route, model, target and tags of a recorded request (None: no such request)."""
+        ...
+
+    async def insert_feedback(self, row: FeedbackRow) -> None:
+        """Store a feedback report, replacing an earlier one on the same request and metric."""
+        ...
+
+    async def feedback_rows(self, metric: str | None, since: float | None) -> list[FeedbackRow]: ...
+
+    async def latency_stats(self, by: StatsBy, since: float | None) -> list[LatencyRow]:
+        """Counts, errors by source and latency / TTFT percentiles per group (see store.stats)."""
         ...
 
 

@@ -86,6 +86,12 @@ def load_or_create_hmac_key(path: Path) -> bytes:
     return key
 
 
+#: Largest count a key limit may be: what every store's integer column holds (SQLite, PostgreSQL
+#: BIGINT); past it a request would fail in the database instead of getting a 400.
+_MAX_COUNT = 2**63 - 1
+_Count = Annotated[int, msgspec.Meta(gt=0, le=_MAX_COUNT)]
+
+
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     """What a new key may be given: by ``POST /admin/keys`` and by ``sluice keys create``."""
 
@@ -93,10 +99,10 @@ class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     user: str | None = None
     name: str | None = None
     models: list[str] | None = None
-    rpm: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    tpm: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    concurrent: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    budget_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    rpm: _Count | None = None
+    tpm: _Count | None = None
+    concurrent: _Count | None = None
+    budget_usd: Annotated[float, msgspec.Meta(ge=0, le=1e15)] | None = None
     budget_period: Literal["daily", "weekly", "monthly"] | None = None
 
 

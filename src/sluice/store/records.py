@@ -73,6 +73,13 @@ class RequestRecord:
     prices: str | None = None
     #: Some billed tokens were estimated (a stream cut before the provider reported its usage).
     cost_estimated: bool = False
+    #: The policy the request was served under (a hash of the policy file; hot reload changes it).
+    policy_version: str | None = None
+    #: JSON list of guardrail verdicts: {guardrail, type, direction, action, outcome, counts, ...}.
+    guardrails: str | None = None
+    #: ``logging.payloads``: bodies, redacted by every PII and secrets detector unless ``full``.
+    request_body: str | None = None
+    response_body: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

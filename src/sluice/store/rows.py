@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sluice.store.records import KeyRecord, RequestRecord, SpendRow
+from sluice.store.reports import TeamModelSpend
 
 
 def key_to_row(key: KeyRecord, updated_at: float) -> tuple[Any, ...]:
@@ -32,6 +33,11 @@ def key_from_row(row: Sequence[Any]) -> KeyRecord:
 RequestRow = tuple[Any, ...]
 
 
+def team_model_spend(r: Sequence[Any]) -> TeamModelSpend:
+    """A row of ``TEAM_MODEL_SPEND``."""
+    return TeamModelSpend(r[0], r[1], int(r[2]), Decimal(int(r[3])).scaleb(-9), int(r[4] or 0))
+
+
 def spend_row(r: Sequence[Any]) -> SpendRow:
     """A row of ``SELECT group, SPEND_AGGREGATES``."""
     return SpendRow(
@@ -47,4 +53,6 @@ def request_to_row(r: RequestRecord) -> RequestRow:
         r.error_message, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cache_write_tokens,
         r.reasoning_tokens, r.cost_usd, r.latency_ms, r.ttft_ms, r.attempts, r.attempts_detail, r.note,
         r.route_reason, r.shadow_of, r.comparison, r.cost_nusd, r.prices, int(r.cost_estimated),
+        r.policy_version,
+        r.guardrails, r.request_body, r.response_body,
     )  # fmt: skip

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Final
 
+from sluice.store.feedback import FEEDBACK_INDEX, feedback_ddl
+
 REQUEST_COLUMNS: Final = (
     "id", "ts", "endpoint", "key_id", "team", "user_id", "tags", "requested_model", "served_model",
     "provider", "route", "stream", "status", "error_source", "error_kind", "error_message",
     "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_detail", "note", "route_reason",
-    "shadow_of", "comparison", "cost_nusd", "prices", "cost_estimated",
+    "shadow_of", "comparison", "cost_nusd", "prices", "cost_estimated", "policy_version",
+    "guardrails", "request_body", "response_body",
 )  # fmt: skip
 
 LEDGER_COLUMNS: Final = ("id", "ts", "team", "key_id", "shadow_of", "status", "attempts_detail")
@@ -38,10 +41,14 @@ def ddl(real: str, bigint: str) -> list[str]:
             reasoning_tokens {bigint} NOT NULL, cost_usd {real}, latency_ms {real} NOT NULL,
             ttft_ms {real}, attempts INTEGER NOT NULL, attempts_detail TEXT, note TEXT,
             route_reason TEXT, shadow_of TEXT, comparison TEXT, cost_nusd {bigint}, prices TEXT,
-            cost_estimated INTEGER NOT NULL DEFAULT 0)""",
+            cost_estimated INTEGER NOT NULL DEFAULT 0, policy_version TEXT, guardrails TEXT, request_body TEXT,
+            response_body TEXT)""",
         "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
+        f"CREATE TABLE IF NOT EXISTS report_runs (key TEXT PRIMARY KEY, ts {real} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team, ts)",
         "CREATE INDEX IF NOT EXISTS requests_key_ts ON requests (key_id, ts)",
+        feedback_ddl(real),
+        FEEDBACK_INDEX,
     ]
 
 
@@ -50,6 +57,13 @@ SPEND_AGGREGATES: Final = (
     "count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), coalesce(sum(prompt_tokens), 0), "
     "coalesce(sum(completion_tokens), 0), coalesce(sum(cost_nusd), 0), "
     "sum(CASE WHEN cost_nusd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END)"
+)
+
+#: Spend per team and served model in a time range (scheduled reports).
+TEAM_MODEL_SPEND: Final = (
+    "SELECT team, served_model, count(*), coalesce(sum(cost_nusd), 0), "
+    "sum(CASE WHEN cost_nusd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END) "
+    "FROM requests WHERE ts >= {p1} AND ts < {p2} AND shadow_of IS NULL GROUP BY team, served_model"
 )
 
 #: SQL expression for each spend grouping; ``day`` is filled in per dialect.

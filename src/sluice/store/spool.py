@@ -74,3 +74,28 @@ def read_batches(path: Path, size: int) -> Generator[list[RequestRow], None, Non
             yield batch
     if bad:
         log.error("request log: %d unreadable line(s) skipped in %s", bad, path)
+
+
+def adopt(path: Path, files: Sequence[Path]) -> int:
+    """Move files of rows (a crashed run's journal segments) into the spool, to be replayed;
+    returns their size in bytes. A torn last line is ended, so it cannot merge with the next row
+    (the replay skips it). A crash midway leaves rows in both places: inserts ignore repeats."""
+    total = 0
+    with _lock:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for f in files:
+                data = f.read_bytes()
+                if data and not data.endswith(b"\n"):
+                    data += b"\n"
+                total += len(data)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for f in files:
+        f.unlink(missing_ok=True)
+    return total

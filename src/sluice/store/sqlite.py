@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -14,9 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from sluice.store import migrations
 from sluice.store.base import StoreUnavailable
+from sluice.store.feedback import FEEDBACK_COLUMNS, REQUEST_FACTS_SELECT, FeedbackRow, RequestFacts
 from sluice.store.records import GroupBy, KeyRecord, LedgerRow, ShadowRow, SpendRow
-from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row
+from sluice.store.reports import TeamModelSpend
+from sluice.store.rows import RequestRow, key_from_row, key_to_row, spend_row, team_model_spend
 from sluice.store.schema_sql import (
     GROUP_COLUMNS,
     KEY_COLUMNS,
@@ -24,10 +28,12 @@ from sluice.store.schema_sql import (
     REQUEST_COLUMNS,
     SHADOW_COLUMNS,
     SPEND_AGGREGATES,
-    ddl,
+    TEAM_MODEL_SPEND,
 )  # fmt: skip
+from sluice.store.stats import LatencyRow, StatsBy, sqlite_stats
 
 T = TypeVar("T")
+log = logging.getLogger("sluice.store")
 _KEY_SELECT = "SELECT " + ", ".join(KEY_COLUMNS[:-1]) + " FROM keys"
 _SHADOW_SELECT = "SELECT " + ", ".join(SHADOW_COLUMNS) + " FROM requests"
 _LEDGER_SELECT = "SELECT " + ", ".join(LEDGER_COLUMNS) + " FROM requests"
@@ -36,6 +42,12 @@ _REQ_INSERT = (
     f"VALUES ({', '.join('?' for _ in REQUEST_COLUMNS)})"
 )
 _KEY_INSERT = f"INSERT INTO keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join('?' for _ in KEY_COLUMNS)})"
+
+
+#: Retention deletes this many rows per statement (a few ms of the database thread), then pauses.
+PURGE_BATCH = 1000
+PURGE_PAUSE_S = 0.05
+_PURGE = "DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests WHERE ts < ? LIMIT ?)"
 
 
 def sqlite_path(url: str) -> str:
@@ -85,7 +97,7 @@ class SQLiteStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         def connect() -> None:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -93,14 +105,38 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            for stmt in ddl("REAL", "INTEGER"):
-                conn.execute(stmt)
+            if migrate:
+                applied = migrations.sqlite_migrate(conn)
+                if applied:
+                    log.info(
+                        "store: schema migrated to version %d (%s)", migrations.LATEST, "; ".join(applied)
+                    )
             self._conn = conn
 
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, connect)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open sqlite database {self.path}: {exc}") from exc
+
+    async def prepare_partitions(self, now: float) -> None:
+        return None  # one table; retention deletes rows
+
+    async def purge_before(self, cutoff: float) -> int:
+        """Delete rows older than ``cutoff`` in small batches, each its own short transaction on
+        the database thread, with a pause between, so the request log's inserts interleave."""
+        total = 0
+        while True:
+            n = await self._run(lambda c: c.execute(_PURGE, (cutoff, PURGE_BATCH)).rowcount)
+            total += n
+            if n < PURGE_BATCH:
+                return total
+            await asyncio.sleep(PURGE_PAUSE_S)
+
+    async def migrate(self) -> list[str]:
+        return await self._run(migrations.sqlite_migrate)
+
+    async def schema_status(self) -> migrations.SchemaStatus:
+        return await self._run(migrations.sqlite_status)
 
     async def close(self) -> None:
         def close() -> None:
@@ -156,6 +192,9 @@ class SQLiteStore:
         rows = await self._run(lambda c: c.execute(sql, (since or 0.0,)).fetchall())
         return [spend_row(r) for r in rows]
 
+    async def latency_stats(self, by: StatsBy, since: float | None) -> list[LatencyRow]:
+        return await self._run(lambda c: sqlite_stats(c, by, since))
+
     async def count_requests(self) -> int:
         row = await self._run(lambda c: c.execute("SELECT count(*) FROM requests").fetchone())
         return int(row[0])
@@ -173,3 +212,35 @@ class SQLiteStore:
         )
         rows = await self._run(lambda c: c.execute(sql, (since, until, after_id, limit)).fetchall())
         return [LedgerRow(*r) for r in rows]
+
+    async def spend_by_team_model(self, start: float, end: float) -> list[TeamModelSpend]:
+        sql = TEAM_MODEL_SPEND.format(p1="?", p2="?")
+        rows = await self._run(lambda c: c.execute(sql, (start, end)).fetchall())
+        return [team_model_spend(r) for r in rows]
+
+    async def claim_report(self, key: str, at: float) -> bool:
+        def claim(c: sqlite3.Connection) -> bool:
+            return (
+                c.execute("INSERT OR IGNORE INTO report_runs (key, ts) VALUES (?, ?)", (key, at)).rowcount
+                == 1
+            )
+
+        return await self._run(claim)
+
+    async def unclaim_report(self, key: str) -> None:
+        await self._run(lambda c: c.execute("DELETE FROM report_runs WHERE key = ?", (key,)))
+
+    # ------------------------------------------------------------------ feedback (store/feedback.py)
+
+    async def request_facts(self, request_id: str) -> RequestFacts | None:
+        row = await self._run(lambda c: c.execute(REQUEST_FACTS_SELECT + "?", (request_id,)).fetchone())
+        return RequestFacts(*row) if row is not None else None
+
+    async def insert_feedback(self, row: FeedbackRow) -> None:
+        sql = f"INSERT OR REPLACE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})"
+        await self._run(lambda c: c.execute(sql, row.as_tuple()))
+
+    async def feedback_rows(self, metric: str | None, since: float | None) -> list[FeedbackRow]:
+        sql = f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback WHERE ts >= ? AND (? IS NULL OR metric = ?) ORDER BY ts"
+        rows = await self._run(lambda c: c.execute(sql, (since or 0.0, metric, metric)).fetchall())
+        return [FeedbackRow(*r) for r in rows]

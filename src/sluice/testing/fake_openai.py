@@ -7,9 +7,14 @@ tool_choice other than none it calls the named or first tool with ``{"city": "Pa
 if the name contains ``parallel-tools``). Faults: ``fault-500``, ``fault-429`` (retry-after: 1),
 ``fault-529``, ``fault-400``, ``fault-401``, ``fault-context``, ``fault-malformed``,
 ``fault-drop-stream``, ``fault-stream-error``, ``fault-slow`` (first byte after ``slow_s``).
+A name containing ``split-echo`` answers the last user text without the ``echo:`` prefix, streamed
+in the pieces that ``|`` separates in it (``123-|45-|6789``; the ``|`` are dropped); with tools,
+a name containing ``args-echo`` calls the tool with ``{"text": <that text>}`` the same way.
 Scripted sequences (``fake.script(model, [500, "429:2", "ok"])``, or ``POST /_script``) take
 precedence while they last: see :mod:`sluice.testing.scripted`.
-Every request is kept in ``.requests`` (and served at ``GET /_requests``).
+Every request is kept in ``.requests`` (the last 1,000, served at ``GET /_requests``) unless
+``keep_requests=False``: the gateway's built-in demo upstream keeps nothing and serves neither
+``/_requests`` nor ``/_script`` (it runs inside the gateway, unauthenticated).
 """
 
 from __future__ import annotations
@@ -87,19 +92,33 @@ def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(choice, dict):
         name = choice["function"]["name"]
     count = 2 if "parallel-tools" in str(body.get("model")) else 1
-    return [{"id": f"call_{i}_{name}", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
+    args = '{"city": "Paris"}'
+    if "args-echo" in str(body.get("model")):
+        args = '{"text": "' + _last_user_text(body.get("messages", [])) + '"}'
+    return [{"id": f"call_{i}_{name}", "type": "function", "function": {"name": name, "arguments": args}}
             for i in range(count)]  # fmt: skip
 
 
+def _pieces(text: str, model: str) -> list[str]:
+    """Stream pieces: ``|``-separated for ``split-echo`` models, else one word per chunk."""
+    if "split-echo" in model or "args-echo" in model:
+        return [p for p in text.split("|") if p]
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
 class FakeOpenAI(LoopbackServer):
-    def __init__(self, *, label: str = "", slow_s: float = 2.0, stall_s: float = 30.0) -> None:
+    def __init__(
+        self, *, label: str = "", slow_s: float = 2.0, stall_s: float = 30.0, keep_requests: bool = True
+    ) -> None:
         super().__init__(self._app, "/v1")
+        self.keep_requests = keep_requests
         self.label = label
         self.slow_s = slow_s
         self.stall_s = stall_s
         self.scripts = Scripts()
         self.requests: list[dict[str, Any]] = []
-        self.bill = Bill()
+        self.bill = Bill(keep=keep_requests)
         self.prompt_filter_chunk = False
 
     def _app(self) -> web.Application:
@@ -107,9 +126,10 @@ class FakeOpenAI(LoopbackServer):
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
-        app.router.add_get("/_requests", self._recorded)
-        app.router.add_get("/_bill", self.bill.serve)
-        app.router.add_post("/_script", self._set_script)
+        if self.keep_requests:
+            app.router.add_get("/_requests", self._recorded)
+            app.router.add_get("/_bill", self.bill.serve)
+            app.router.add_post("/_script", self._set_script)
         return app
 
     def script(self, model: str, steps: list[Step]) -> None:
@@ -127,6 +147,8 @@ class FakeOpenAI(LoopbackServer):
         return web.json_response({"ok": True})
 
     def _record(self, request: web.Request, body: Any) -> None:
+        if not self.keep_requests:
+            return
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
         del self.requests[:-1000]
 
@@ -160,6 +182,8 @@ class FakeOpenAI(LoopbackServer):
         if fault in ("fault-malformed", "truncate") and not body.get("stream"):
             return web.Response(body=b'{"id": "chatcmpl-x", "choices": [', content_type="application/json")
         text = f"{self.label}echo: {_last_user_text(body.get('messages', []))}"
+        if "split-echo" in model:
+            text = _last_user_text(body.get("messages", []))
         calls = _tool_calls(body)
         prompt = _count_words(body.get("messages", []))
         completion = len(text.split()) if not calls else 8 * len(calls)
@@ -170,6 +194,9 @@ class FakeOpenAI(LoopbackServer):
         up_id = new_upstream_id("req-up-")
         if body.get("stream"):
             return await self._stream(request, body, rid, text, calls, usage, fault, up_id)
+        text = text.replace("|", "") if "split-echo" in model else text
+        for call in calls:
+            call["function"]["arguments"] = call["function"]["arguments"].replace("|", "")
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None if calls else text,
@@ -238,11 +265,12 @@ class FakeOpenAI(LoopbackServer):
                         ]
                     }
                 )
-                for part in ('{"city": ', '"Paris"}'):
+                args = call["function"]["arguments"]
+                parts = _pieces(args, model) if "args-echo" in model else ['{"city": ', '"Paris"}']
+                for part in parts:
                     deltas.append({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
         else:
-            words = text.split(" ")
-            deltas.extend({"content": w if i == 0 else " " + w} for i, w in enumerate(words))  # fmt: skip
+            deltas.extend({"content": piece} for piece in _pieces(text, model))
         # Billed for what was generated: all of it, or up to a cut (the content sent so far).
         prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
         for n, delta in enumerate(deltas):

@@ -119,7 +119,9 @@ class Bill:
     (then only the tokens it sent, ``partial``). Served at ``GET /_bill`` as the CSV that
     ``sluice reconcile --from`` reads, so a test compares the ledger with the fake's own account."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep: bool = True) -> None:
+        #: False: nothing is kept (the gateway's built-in demo upstream keeps nothing).
+        self.keep = keep
         self.lines: list[dict[str, Any]] = []
 
     def charge(
@@ -127,6 +129,8 @@ class Bill:
         cache_write: int = 0, partial: bool = False,
     ) -> None:  # fmt: skip
         """``input_tokens`` OpenAI-style: cache reads (``cached``) and writes included."""
+        if not self.keep:
+            return
         self.lines.append({"request_id": request_id, "model": model, "input_tokens": input_tokens,
                            "output_tokens": output_tokens, "cached_tokens": cached, "cache_write_tokens": cache_write,
                            "partial": partial})  # fmt: skip

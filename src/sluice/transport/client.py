@@ -15,10 +15,15 @@ from urllib.parse import urlsplit
 
 from sluice.errors import ProviderError
 from sluice.schema.upstream import UpstreamRequest, UpstreamResponse
-from sluice.transport.http1 import ConnectionFailed, HostPool, Response
+from sluice.transport.http1 import BadResponse, ConnectionFailed, HostPool, Response
 
 #: Largest non-streamed upstream body the gateway will read (protects memory).
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: A stream's bytes reach its decoder at most this many at a time (a 256 KiB read of a fast
+#: upstream is thousands of events; decoding them at one go would hold the loop for milliseconds).
+_SLICE = 16 * 1024
+#: Largest error body read from a stream that failed before its first event.
+MAX_ERROR_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +63,32 @@ class UpstreamStream:
                         data = await resp.next_chunk()
                 if not data:
                     return
-                yield data
+                if len(data) <= _SLICE:
+                    yield data
+                else:  # a burst: decoded a slice at a time, so the loop is never held for long
+                    for i in range(0, len(data), _SLICE):
+                        yield data[i : i + _SLICE]
         except TimeoutError:
             raise ProviderError(
                 "timeout", f"the stream stalled for more than {self._idle_s:g}s", provider=self._provider
             ) from None
+        except BadResponse as exc:
+            raise ProviderError("bad_response", str(exc), provider=self._provider) from None
         except ConnectionFailed as exc:
             raise ProviderError(
                 "connection", f"the stream was cut ({exc})", provider=self._provider
             ) from None
 
-    async def read_all(self) -> bytes:
-        parts = [chunk async for chunk in self.chunks()]
+    async def read_all(self, limit: int = MAX_ERROR_BYTES) -> bytes:
+        """The whole body (an error answer's), at most ``limit`` bytes."""
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > limit:
+                self.close()
+                raise ProviderError("bad_response", "response body too large", provider=self._provider)
+            parts.append(chunk)
         return b"".join(parts)
 
     def close(self) -> None:
@@ -127,9 +146,19 @@ class Transport:
         pool = self._pool(ep)
         head = _request_head(req.method, ep.path, pool.host_header, req.headers, len(req.body))
         try:
-            return await pool.request(head, req.body)
+            resp = await pool.request(head, req.body)
+        except BadResponse as exc:
+            raise ProviderError("bad_response", str(exc), provider=req.provider) from None
         except ConnectionFailed as exc:
             raise ProviderError("connection", str(exc), provider=req.provider) from None
+        if 300 <= resp.status < 400:
+            # Never followed: the upstream URL comes from the policy alone.
+            resp.close()
+            raise ProviderError(
+                "bad_response", f"upstream redirected (HTTP {resp.status}, not followed)",
+                provider=req.provider, upstream_status=resp.status,
+            )  # fmt: skip
+        return resp
 
     async def send(self, req: UpstreamRequest, deadline: Deadline) -> UpstreamResponse:
         """Send a request and read the whole body (``deadline.total_s`` covers both)."""
@@ -142,6 +171,8 @@ class Transport:
             if resp is not None:
                 resp.close()
             raise ProviderError("timeout", "no complete response in time", provider=req.provider) from None
+        except BadResponse as exc:
+            raise ProviderError("bad_response", str(exc), provider=req.provider) from None
         except ConnectionFailed as exc:
             raise ProviderError("connection", f"response cut ({exc})", provider=req.provider) from None
         except BaseException:

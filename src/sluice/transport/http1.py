@@ -24,10 +24,17 @@ import httptools
 
 #: Stop reading from the socket while this many body bytes wait for the consumer.
 _HIGH_WATER = 1 << 20
+#: Most bytes an upstream's status line and headers may take (httptools joins a header's pieces
+#: until its line ends, so an endless header would be buffered, and joined quadratically).
+MAX_HEAD_BYTES = 64 * 1024
 
 
 class ConnectionFailed(Exception):
     """The connection could not be made, or broke before the response was complete."""
+
+
+class BadResponse(ConnectionFailed):
+    """The upstream's answer is not acceptable HTTP: malformed, or a head over the cap."""
 
 
 class Response:
@@ -139,6 +146,7 @@ class _Conn(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._resp: Response | None = None
         self._paused = False
+        self._head_bytes = 0  # received while the response head is incomplete
         self.closed = False
 
     # -- asyncio.Protocol
@@ -151,10 +159,25 @@ class _Conn(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        resp = self._resp
+        if resp is None:
+            self.abort()  # bytes nobody asked for: the connection cannot be trusted with the next
+            return
+        if not resp._head.done():
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES + len(data):  # checked before parsing this read
+                self._fail(BadResponse(f"the response head is over {MAX_HEAD_BYTES // 1024} KiB"))
+                self.abort()
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(ConnectionFailed(f"malformed HTTP response ({exc})"))
+            self._fail(BadResponse(f"malformed HTTP response ({exc})"))
+            self.abort()
+            return
+        if self._resp is not None and not self._resp._head.done() and self._head_bytes > MAX_HEAD_BYTES:
+            self._fail(BadResponse(f"the response head is over {MAX_HEAD_BYTES // 1024} KiB"))
+            self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -167,6 +190,10 @@ class _Conn(asyncio.Protocol):
         self._pool.forget(self)
 
     # -- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self._resp is None:
+            raise BadResponse("a response nobody asked for")  # more than one answer to a request
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._resp is not None:
@@ -192,6 +219,9 @@ class _Conn(asyncio.Protocol):
         resp._conn = None
         resp._finish()
         if reusable:
+            # Pooled only readable: the consumer's back-pressure paused this socket for a body
+            # that is now all buffered in ``resp``; the next request on it must be heard.
+            self.resume()
             self._pool.release(self)
         else:
             self.abort()
@@ -201,6 +231,7 @@ class _Conn(asyncio.Protocol):
     def send(self, data: bytes) -> Response:
         assert self._transport is not None
         self._resp = Response(self)
+        self._head_bytes = 0
         self._transport.write(data)
         return self._resp
 

@@ -24,7 +24,7 @@ _decode: Final = msgspec.json.Decoder().decode
 
 class AnthropicStreamDecoder:
     def __init__(self, provider: str, secret: str | None) -> None:
-        self._sse = SSEDecoder()
+        self._sse = SSEDecoder(provider)
         self._provider = provider
         self._secret = secret
         self._id = ""

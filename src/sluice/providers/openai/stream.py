@@ -19,7 +19,7 @@ class OpenAIStreamDecoder:
     __slots__ = ("_done", "_finished_choices", "_provider", "_secret", "_sse")
 
     def __init__(self, provider: str, secret: str | None) -> None:
-        self._sse = SSEDecoder()
+        self._sse = SSEDecoder(provider)
         self._provider = provider
         self._secret = secret
         self._done = False
