@@ -35,6 +35,8 @@ from sluice.limits.model import LevelLimits
 from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache, make_authorize_middleware
+from sluice.pipeline.cache import ResponseCache
+from sluice.pipeline.cache_setup import check_embedder, open_cache
 from sluice.pipeline.core import compose
 from sluice.pipeline.guardrails import Guardrails, transport_post
 from sluice.pipeline.quotas import Quotas
@@ -49,6 +51,7 @@ from sluice.schema.context import CallNext, RequestContext, Result
 from sluice.server import (
     admin_routes,
     anthropic_routes,
+    cache_routes,
     feedback_routes,
     metrics_routes,
     openai_routes,
@@ -91,6 +94,7 @@ def validate(config: Config) -> None:
         create_adapter(name, provider)
     if config.server.tls is not None:
         server_context(config.server.tls)  # the certificate and key load, and match
+    check_embedder(config.cache, config.routes)
 
 
 def route_tables() -> list[RouteTable]:
@@ -100,6 +104,7 @@ def route_tables() -> list[RouteTable]:
         openai_routes.routes,
         anthropic_routes.routes,
         admin_routes.routes,
+        cache_routes.routes,
         ops_routes.routes,
         feedback_routes.routes,
         metrics_routes.routes,
@@ -163,6 +168,8 @@ class Policy:
     #: Feedback statistics for ``adaptive`` models, re-read from the store.
     adaptive: AdaptiveSync | None = None
     reports: ReportScheduler | None = None
+    #: The response cache (its entries live in Redis with that backend; in memory, per policy).
+    cache: ResponseCache | None = None
     #: Binds the metrics' label vocabulary and scrape-time values to this policy (at install).
     bind_metrics: Callable[[], None] | None = None
 
@@ -205,6 +212,13 @@ async def build_policy(config: Config, version: str, shared: Shared, previous: P
     await adaptive.start()
 
     guardrails = Guardrails(config, transport_post(shared.transport))
+    cache = await open_cache(
+        config, prices, {n: a.type for n, a in adapters.items()}, (router.embed, accounting)
+    )
+
+    cache = await open_cache(
+        config, prices, {n: a.type for n, a in adapters.items()}, (router.embed, accounting)
+    )
 
     async def terminal(ctx: RequestContext) -> Result:
         return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))
@@ -216,13 +230,14 @@ async def build_policy(config: Config, version: str, shared: Shared, previous: P
             router.select,  # routes: (sets ctx.route, so the route's rate limit applies below)
             quotas,  # rate limits and budgets: reserve before, settle after
             guardrails.middleware,  # input checks before the cache and any upstream call; output checks
+            cache,  # response cache: a hit answers here (quotas settle it at 0 tokens, $0)
         ],
         terminal,
     )
     return Policy(
         config, version, router, accounting, limiter, alerts, pipeline,
         shared_health=await _shared_health(config, router, previous, carried), adaptive=adaptive,
-        reports=_reports(config, shared),
+        reports=_reports(config, shared), cache=cache,
         bind_metrics=lambda: bind_policy_metrics(config, providers, writer=shared.writer, health=router.health),
     )  # fmt: skip
 
@@ -275,11 +290,14 @@ def install(svc: Services, policy: Policy) -> None:
     """Swap a policy in, all at once (no await: no request sees half of it)."""
     svc.config, svc.router, svc.accounting = policy.config, policy.router, policy.accounting
     svc.pipeline, svc.limiter, svc.policy_version = policy.pipeline, policy.limiter, policy.version
+    svc.cache = policy.cache
     if policy.bind_metrics is not None:
         policy.bind_metrics()
 
 
 async def retire(policy: Policy) -> None:
+    if policy.cache is not None:
+        await policy.cache.close()  # its pending writes (and their embeddings' records) first
     if policy.reports is not None:
         await policy.reports.close()
     await policy.router.aclose(timeout_s=policy.config.server.shutdown_grace_s)  # shadow calls in flight

@@ -63,8 +63,9 @@ def missing_keys(struct: type, values: list[Any], path: str) -> list[str]:
     return out
 
 
-#: Keys the example shows commented out, because they name files that must exist (TLS).
-COMMENTED = re.compile(r"^(\s*)# (tls: )", re.MULTILINE)
+#: Keys the example shows commented out: files that must exist (TLS), or the other form of a key
+#: that takes one of two (the semantic cache's embedder).
+COMMENTED = re.compile(r"^(\s*)# (tls: |embedder: \{model)", re.MULTILINE)
 
 
 def test_the_example_shows_every_key() -> None:

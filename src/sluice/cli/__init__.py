@@ -293,10 +293,19 @@ def spend(config_path: str | None, group_by: str, since: str | None, as_json: bo
         {group_by: r.group, "requests": r.requests, "errors": r.errors, "prompt_tokens": r.prompt_tokens,
          "completion_tokens": r.completion_tokens,
          "cost_usd": float(r.cost_usd) if as_json else format(r.cost_usd.normalize(), "f"),
-         "cost_nusd": int(r.cost_usd.scaleb(9)), "unpriced": r.unpriced}
+         "cost_nusd": int(r.cost_usd.scaleb(9)), "unpriced": r.unpriced, "saved_usd": round(r.saved_usd, 9)}
         for r in rows
     ]  # fmt: skip
-    columns = [group_by, "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "unpriced"]
+    columns = [
+        group_by,
+        "requests",
+        "errors",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "unpriced",
+        "saved_usd",
+    ]
     _emit(out, as_json, columns)
     if not as_json and since_ts:
         click.echo(f"(since {datetime.fromtimestamp(since_ts, UTC).isoformat(timespec='seconds')})", err=True)
@@ -365,6 +374,7 @@ def shadow_report(config_path: str | None, since: str | None, as_json: bool) -> 
                           "primary_latency_ms", "shadow_latency_ms", "primary_cost_usd", "shadow_cost_usd"])  # fmt: skip
 
 
+from sluice.cli.cache import cache  # noqa: E402
 from sluice.cli.cost import prices, reconcile, report  # noqa: E402  (their own modules; registered here)
 from sluice.cli.feedback import feedback  # noqa: E402
 from sluice.cli.ops import db, reload  # noqa: E402
@@ -377,3 +387,4 @@ main.add_command(feedback)
 main.add_command(db)
 main.add_command(reload)
 main.add_command(stats)
+main.add_command(cache)

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from sluice.config.cache import check_cache
 from sluice.config.feedback import check_feedback
 from sluice.config.guardrails import check_guardrails, fix_yaml_on_keys
 from sluice.config.model import Config, Secret
@@ -151,6 +152,7 @@ def _check_references(config: Config, origin: str) -> None:
     lists = [("$.routing.guardrails", config.routing.guardrails)]
     lists += [(f"$.routes[{i}].guardrails", r.guardrails) for i, r in enumerate(config.routes)]
     check_guardrails(config.guardrails, lists, origin)
+    check_cache(config.cache, [r.cache for r in config.routes], config.state.url, config.models, origin)
     for team_name, team in config.teams.items():
         for i, model_name in enumerate(team.models or []):
             if model_name not in config.models:

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from sluice.config.adaptive import AdaptiveConfig
+from sluice.config.cache import CacheConfig
 from sluice.config.feedback import FeedbackConfig
 from sluice.config.guardrails import GuardrailConfig, PayloadMode
 from sluice.config.limits import AlertsConfig, BudgetConfig, LimitsConfig, RateLimitConfig
@@ -178,3 +179,4 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     guardrails: dict[str, GuardrailConfig] = msgspec.field(default_factory=dict)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)
+    cache: CacheConfig = msgspec.field(default_factory=CacheConfig)

@@ -15,6 +15,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from sluice.config.cache import RouteCacheConfig
 from sluice.config.limits import RateLimitConfig
 from sluice.config.residency import RequireSpec
 
@@ -135,12 +136,6 @@ class ShadowConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     percent: Annotated[float, msgspec.Meta(gt=0, le=100)]
     #: Shadow calls in flight at once for this route; beyond it, requests are not mirrored.
     max_in_flight: PositiveInt = 16
-
-
-class RouteCacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Carried by the route for the response cache (``ttl_s: 0`` = never cache)."""
-
-    ttl_s: NonNegativeFloat
 
 
 class RouteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

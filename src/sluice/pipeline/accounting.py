@@ -158,7 +158,8 @@ class Accounting:
         return _Bill(_sum_usage([a.usage for a in billed if a.usage is not None]), total, refs, estimated)
 
     def _record(self, ctx: RequestContext, now: float) -> RequestRecord:
-        bill = self._bill(ctx)
+        # A cache hit used no tokens and cost nothing (what it saved is ctx.saved_usd).
+        bill = self._bill(ctx) if ctx.cache is None else _Bill(None, 0, [], estimated=False)
         usage = bill.usage or Usage()
         principal = ctx.principal
         err = ctx.error
@@ -200,6 +201,8 @@ class Accounting:
             guardrails=ctx.guardrails,
             request_body=ctx.request_body,
             response_body=ctx.response_body,
+            cache=ctx.cache,
+            saved_usd=ctx.saved_usd,
         )
 
 

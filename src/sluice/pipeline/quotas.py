@@ -197,6 +197,10 @@ class Quotas:
             self._plans.pop(ctx.request_id, None)
             self.limiter.release(ticket)
             raise
+        if ctx.cache is not None:  # answered by the cache: one request, no tokens, no cost
+            self._plans.pop(ctx.request_id, None)
+            self.limiter.settle(ticket, tokens=0, cost=_ZERO)
+            return result
         if isinstance(result, ChunkStream):
             result.chunks = self._meter(ctx, result, ticket, plan)
             return result

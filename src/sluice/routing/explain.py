@@ -60,7 +60,7 @@ def explain(
     else:
         out["plans"] = {"": _plan(ctx, table.plan(name, model))}
     out["require"] = [r.describe() for r in ctx.reqs]
-    out.update(_route_extras(route_cfg))
+    out.update(_route_extras(route_cfg, config))
     return out
 
 
@@ -152,16 +152,29 @@ def _plan(ctx: _Context, plan: Plan) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _route_extras(route: RouteConfig | None) -> dict[str, Any]:
+def _route_extras(route: RouteConfig | None, config: Config) -> dict[str, Any]:
     if route is None:
         return {"rate_limit": None, "cache": None, "guardrails": [], "shadow": None}
     rl = route.rate_limit
     return {
         "rate_limit": {"rpm": rl.rpm, "tpm": rl.tpm, "concurrent": rl.concurrent} if rl is not None else None,
-        "cache": {"ttl_s": route.cache.ttl_s} if route.cache is not None else None,
+        "cache": _cache_view(route, config),
         "guardrails": list(route.guardrails),
         "shadow": {"model": route.shadow.model, "percent": route.shadow.percent} if route.shadow else None,
     }
+
+
+def _cache_view(route: RouteConfig, config: Config) -> dict[str, Any] | None:
+    c = route.cache
+    if c is None:
+        return None
+    sem = config.cache.semantic
+    semantic = c.semantic and sem.enabled
+    return {
+        "ttl_s": c.ttl_s if c.ttl_s is not None else config.cache.ttl_s, "version": c.version,
+        "semantic": semantic, "threshold": (c.threshold or sem.threshold) if semantic else None,
+        "scope": sem.scope, "backend": config.cache.backend,
+    }  # fmt: skip
 
 
 def explain_text(result: dict[str, Any]) -> str:

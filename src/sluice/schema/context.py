@@ -130,6 +130,12 @@ class RequestContext:
     traceparent: str | None = None
     #: Tracing's state for this request (``telemetry.tracing.RequestTrace``); None when untraced.
     trace: object | None = None
+    #: The caller's cache directives (``Cache-Control``, ``x-sluice-cache-threshold``), raw.
+    cache_control: str | None = None
+    cache_threshold: str | None = None
+    #: Set by the cache on a hit ("exact" | "semantic"), with what the answer would have cost.
+    cache: str | None = None
+    saved_usd: float | None = None
 
     @property
     def stream(self) -> bool:

@@ -92,7 +92,7 @@ async def spend(request: Request) -> Response:
     data = [
         {"group": r.group, "requests": r.requests, "errors": r.errors, "prompt_tokens": r.prompt_tokens,
          "completion_tokens": r.completion_tokens, "cost_usd": float(r.cost_usd),
-         "cost_nusd": int(r.cost_usd.scaleb(9)), "unpriced": r.unpriced}
+         "cost_nusd": int(r.cost_usd.scaleb(9)), "unpriced": r.unpriced, "saved_usd": round(r.saved_usd, 9)}
         for r in rows
     ]  # fmt: skip
     return _json({"group_by": group_by, "since": iso(since) if since is not None else None, "data": data})

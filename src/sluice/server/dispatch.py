@@ -146,6 +146,8 @@ class Dispatcher:
                 ctx = RequestContext(
                     request_id=new_request_id(), dialect=route.dialect.name, endpoint=route.endpoint,
                     presented_key=presented_key(request), traceparent=request.headers.get("traceparent"),
+                    cache_control=request.headers.get("cache-control"),
+                    cache_threshold=request.headers.get("x-sluice-cache-threshold"),
                 )  # fmt: skip
                 return await route.api(request, ctx)
             assert route.handler is not None

@@ -12,6 +12,7 @@ from sluice.limits import Limiter
 from sluice.limits.tokens import TokenCounter
 from sluice.pipeline.accounting import Accounting
 from sluice.pipeline.auth import KeyCache
+from sluice.pipeline.cache import ResponseCache
 from sluice.routing.router import Router
 from sluice.schema.context import CallNext
 from sluice.store.base import Store
@@ -48,6 +49,7 @@ class Services:
     #: Stored Responses API answers (``previous_response_id``, ``GET /v1/responses/{id}``).
     responses: ResponseStore | None = None
     started_at: int = 0
+    cache: ResponseCache | None = None
     draining: bool = field(default=False)
     #: SIGTERM received: /readyz fails while requests are still served (``server.drain_s``).
     stopping: bool = False

@@ -189,6 +189,8 @@ STEPS: tuple[Step, ...] = (
     AddColumn("requests", "guardrails", "TEXT"),  # 14-16: guardrail verdicts, logged payloads
     AddColumn("requests", "request_body", "TEXT"),
     AddColumn("requests", "response_body", "TEXT"),
+    AddColumn("requests", "cache", "TEXT"),  # 17-18: answered by the response cache, and what it saved
+    AddColumn("requests", "saved_usd", "{real}"),
 )
 
 LATEST = len(STEPS)

@@ -80,6 +80,9 @@ class RequestRecord:
     #: ``logging.payloads``: bodies, redacted by every PII and secrets detector unless ``full``.
     request_body: str | None = None
     response_body: str | None = None
+    #: Answered by the response cache: "exact" or "semantic" (cost 0); and what it would have cost.
+    cache: str | None = None
+    saved_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +122,5 @@ class SpendRow:
     cost_usd: Decimal
     #: Requests that billed tokens of a model with no price (their cost is unknown, not $0).
     unpriced: int = 0
+    #: What cache hits saved (their answers' cost when they were first produced).
+    saved_usd: float = 0.0

@@ -41,7 +41,14 @@ def team_model_spend(r: Sequence[Any]) -> TeamModelSpend:
 def spend_row(r: Sequence[Any]) -> SpendRow:
     """A row of ``SELECT group, SPEND_AGGREGATES``."""
     return SpendRow(
-        r[0], int(r[1]), int(r[2] or 0), int(r[3]), int(r[4]), Decimal(int(r[5])).scaleb(-9), int(r[6] or 0)
+        r[0],
+        int(r[1]),
+        int(r[2] or 0),
+        int(r[3]),
+        int(r[4]),
+        Decimal(int(r[5])).scaleb(-9),
+        int(r[6] or 0),
+        float(r[7] or 0),
     )
 
 
@@ -55,4 +62,5 @@ def request_to_row(r: RequestRecord) -> RequestRow:
         r.route_reason, r.shadow_of, r.comparison, r.cost_nusd, r.prices, int(r.cost_estimated),
         r.policy_version,
         r.guardrails, r.request_body, r.response_body,
+        r.cache, r.saved_usd,
     )  # fmt: skip

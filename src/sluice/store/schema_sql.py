@@ -13,6 +13,7 @@ REQUEST_COLUMNS: Final = (
     "cost_usd", "latency_ms", "ttft_ms", "attempts", "attempts_detail", "note", "route_reason",
     "shadow_of", "comparison", "cost_nusd", "prices", "cost_estimated", "policy_version",
     "guardrails", "request_body", "response_body",
+    "cache", "saved_usd",
 )  # fmt: skip
 
 LEDGER_COLUMNS: Final = ("id", "ts", "team", "key_id", "shadow_of", "status", "attempts_detail")
@@ -42,7 +43,7 @@ def ddl(real: str, bigint: str) -> list[str]:
             ttft_ms {real}, attempts INTEGER NOT NULL, attempts_detail TEXT, note TEXT,
             route_reason TEXT, shadow_of TEXT, comparison TEXT, cost_nusd {bigint}, prices TEXT,
             cost_estimated INTEGER NOT NULL DEFAULT 0, policy_version TEXT, guardrails TEXT, request_body TEXT,
-            response_body TEXT)""",
+            response_body TEXT, cache TEXT, saved_usd {real})""",
         "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
         f"CREATE TABLE IF NOT EXISTS report_runs (key TEXT PRIMARY KEY, ts {real} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team, ts)",
@@ -56,7 +57,8 @@ def ddl(real: str, bigint: str) -> list[str]:
 SPEND_AGGREGATES: Final = (
     "count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), coalesce(sum(prompt_tokens), 0), "
     "coalesce(sum(completion_tokens), 0), coalesce(sum(cost_nusd), 0), "
-    "sum(CASE WHEN cost_nusd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END)"
+    "sum(CASE WHEN cost_nusd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END), "
+    "coalesce(sum(saved_usd), 0)"
 )
 
 #: Spend per team and served model in a time range (scheduled reports).
