@@ -213,12 +213,14 @@ async def build_policy(config: Config, version: str, shared: Shared, previous: P
 
     guardrails = Guardrails(config, transport_post(shared.transport))
     cache = await open_cache(
-        config, prices, {n: a.type for n, a in adapters.items()}, (router.embed, accounting)
-    )
+        config, prices, {n: a.type for n, a in adapters.items()}, (router.embed, accounting),
+        previous.cache if previous is not None else None,  # entries carry over a reload
+    )  # fmt: skip
 
     cache = await open_cache(
-        config, prices, {n: a.type for n, a in adapters.items()}, (router.embed, accounting)
-    )
+        config, prices, {n: a.type for n, a in adapters.items()}, (router.embed, accounting),
+        previous.cache if previous is not None else None,  # entries carry over a reload
+    )  # fmt: skip
 
     async def terminal(ctx: RequestContext) -> Result:
         return await (router.chat(ctx) if ctx.endpoint == "chat" else router.embed(ctx))

@@ -25,6 +25,7 @@ from sluice.config.model import Config
 from sluice.errors import SluiceError
 from sluice.server.services import Services
 from sluice.server.tls import load_certificate, server_context
+from sluice.telemetry.metrics import METRICS
 
 log = logging.getLogger("sluice.reload")
 
@@ -127,7 +128,9 @@ class Reloader(Generic[P]):
                 self.last_error = {"message": message, "at": time.time(), "source": source}
                 log.error("policy reload (%s) refused, still serving version %s: %s",
                           source, self.policy.version, message)  # fmt: skip
+                METRICS.policy_reload("refused")
                 return False, {**self.view(), "error": message}
+        METRICS.policy_reload("applied" if changed else "unchanged")
         if changed:
             log.info("policy reload (%s): now serving version %s", source, self.policy.version)
             if source == "admin" and self.on_admin_reload is not None:

@@ -72,6 +72,16 @@ class RedisStore:
             return
         self._ok()
 
+    async def delete(self, key: str) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout * 2):
+                gone = await self._redis.delete(self._prefix + key)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            raise ServiceUnavailable("the cache's Redis is unreachable") from None
+        self._ok()
+        return bool(gone)
+
     def _pattern(self, route: str | None, team: str | None) -> str:
         return f"{self._prefix}{route or '*'}/{team or '*'}/*"
 

@@ -34,12 +34,20 @@ class CacheStore(Protocol):
 
     async def clear(self, route: str | None, team: str | None) -> int: ...
 
+    async def delete(self, key: str) -> bool:
+        """Drop one entry (an answer rated negatively); True if it was there."""
+        ...
+
     async def stats(self, route: str | None, team: str | None) -> StoreStats: ...
 
     async def close(self) -> None: ...
 
 
 def matches(key: str, route: str | None, team: str | None) -> bool:
+    """Is ``key`` an entry (``route/team/digest``) of this route and team? (Two-part keys are the
+    cache's own bookkeeping, never entries.)"""
+    if key.count("/") < 2:
+        return False
     k_route, _, rest = key.partition("/")
     k_team = rest.partition("/")[0]
     return (route is None or k_route == route) and (team is None or k_team == team)
@@ -88,6 +96,12 @@ class MemoryStore:
     def _drop(self, key: str) -> None:
         data, _ = self._items.pop(key)
         self.bytes -= len(data) + len(key)
+
+    async def delete(self, key: str) -> bool:
+        if key not in self._items:
+            return False
+        self._drop(key)
+        return True
 
     async def clear(self, route: str | None, team: str | None) -> int:
         doomed = [k for k in self._items if matches(k, route, team)]

@@ -25,6 +25,7 @@ from sluice.guardrails.pii import PiiDetector
 from sluice.guardrails.redact import Placeholders
 from sluice.guardrails.secrets import SecretsDetector
 from sluice.guardrails.verdict import Verdict, describe
+from sluice.telemetry.metrics import METRICS
 
 _encode = msgspec.json.Encoder().encode
 
@@ -116,6 +117,11 @@ def payload_detectors(guards: Iterable[Guard]) -> tuple[Detector, ...]:
     return (FindingsCache(PiiDetector(PII_ENTITIES, patterns)), FindingsCache(SecretsDetector(entropy=True)))
 
 
+#: A verdict's outcome as ``sluice_guardrail_verdicts_total`` counts it.
+_METRIC_VERDICT = {"blocked": "block", "redacted": "redact", "flagged": "flag", "error": "error",
+                   "unavailable": "error"}  # fmt: skip
+
+
 @dataclass(slots=True)
 class RequestState:
     """One request's guardrail state: placeholders (shared by input and output) and verdicts."""
@@ -126,6 +132,9 @@ class RequestState:
 
     def record(self, verdict: Verdict) -> None:
         self.verdicts.append(verdict)
+        METRICS.guardrail_verdict(
+            verdict.guardrail, verdict.direction, _METRIC_VERDICT.get(verdict.outcome, "error")
+        )
 
     def encoded(self) -> str | None:
         return _encode(self.verdicts).decode() if self.verdicts else None

@@ -38,6 +38,7 @@ from sluice.config.routing import RouteConfig
 from sluice.schema.chat import ChatChunk, ChatResponse, Usage
 from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
+from sluice.telemetry.metrics import METRICS
 
 if TYPE_CHECKING:  # NumPy is needed only by the semantic cache (the 'semantic' extra)
     from sluice.cache.embedders import Vector
@@ -47,6 +48,9 @@ log = logging.getLogger("sluice.cache")
 #: (served model, provider, usage) -> what the answer cost in USD, None when the price is unknown.
 AnswerCost = Callable[[str | None, str | None, Usage | None], float | None]
 HEADER = "x-sluice-cache"
+#: Store keys naming the entry each request was answered from or wrote (``req/<request id>``: two
+#: parts, so never taken for a ``route/team/digest`` entry by ``clear`` or ``stats``).
+ANSWERED = "req/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,13 @@ class ResponseCache:
         self.counters: dict[tuple[str, str], Counters] = {}
         self._writes: set[asyncio.Task[None]] = set()
         self._get_failed = False
+        #: Handed to the cache of a reloaded policy: ``close`` leaves them open for it.
+        self._store_handed = self._semantic_handed = False
+
+    def hand_over(self, *, keep_semantic: bool) -> None:
+        """A reloaded policy's cache took this one's store (and, if ``keep_semantic``, its
+        semantic index): this one's ``close`` must not close them."""
+        self._store_handed, self._semantic_handed = True, keep_semantic
 
     def _route_policy(self, c: RouteCacheConfig) -> RoutePolicy:
         ttl = c.ttl_s if c.ttl_s is not None else self.config.ttl_s
@@ -116,7 +127,7 @@ class ResponseCache:
         counters = self._counters(ctx.route, principal.team)
         keyed = self._key(ctx, policy) if policy.ttl_s > 0 and controls.write else None
         if keyed is None:
-            ctx.response_headers[HEADER] = "bypass"
+            _mark(ctx, "bypass")
             counters.bypass += 1
             return await call_next(ctx)
         key, sem = keyed
@@ -129,10 +140,10 @@ class ResponseCache:
                 counters.hits += 1
                 counters.semantic_hits += ctx.cache == "semantic"
                 return hit
-            ctx.response_headers[HEADER] = "miss"
+            _mark(ctx, "miss")
             counters.misses += 1
         else:
-            ctx.response_headers[HEADER] = "bypass"
+            _mark(ctx, "bypass")
             counters.bypass += 1
         result = await call_next(ctx)
         return self._keep(ctx, key, policy.ttl_s, result, counters, sem)
@@ -184,26 +195,27 @@ class ResponseCache:
             return None
         if want == "embeddings":
             emb = embedding_answer(entry)
-            self._hit(ctx, entry, None, _embedding_usage(emb))
+            self._hit(ctx, key, entry, None, _embedding_usage(emb))
             return emb
         answer = chat_answer(entry)
         if similarity is not None and not servable(answer):
             return None
-        self._hit(ctx, entry, similarity, answer.usage)
+        self._hit(ctx, key, entry, similarity, answer.usage)
         ctx.usage = answer.usage
         if ctx.chat is not None and ctx.chat.stream:
             return ChunkStream(replay(answer))
         return answer
 
     def _hit(
-        self, ctx: RequestContext, entry: CacheEntry, similarity: float | None, usage: Usage | None
+        self, ctx: RequestContext, key: str, entry: CacheEntry, similarity: float | None, usage: Usage | None
     ) -> None:
         # What the answer would have cost: its usage at the served model's price (priced here, on
         # the hit, so a miss does not pay for it).
         ctx.saved_usd = self._cost(entry.served_model, entry.provider, usage)
         ctx.cache = "exact" if similarity is None else "semantic"
         ctx.served_model, ctx.provider = entry.served_model, entry.provider
-        ctx.response_headers[HEADER] = "hit" if similarity is None else "semantic-hit"
+        self._remember(ctx.request_id, key, entry.expires_at)
+        _mark(ctx, "hit" if similarity is None else "semantic-hit")
         if similarity is not None:
             ctx.response_headers["x-sluice-cache-similarity"] = f"{similarity:.4f}"
         ctx.response_headers["age"] = str(max(0, int(self._clock() - entry.stored_at)))
@@ -271,6 +283,7 @@ class ResponseCache:
         if len(data) > self.config.max_entry_bytes:
             return
         w.counters.writes += 1
+        self._remember(ctx.request_id, w.key, entry.expires_at)
         sem = w.sem if w.sem is not None and isinstance(answer, ChatResponse) and servable(answer) else None
         if sem is None and isinstance(self.store, MemoryStore):
             self.store.put_now(w.key, data, w.ttl_s)  # no I/O: no task
@@ -286,6 +299,24 @@ class ResponseCache:
         vec = sem.vector if sem.vector is not None else await self.semantic.vector(sem.probe.text, ctx)
         if vec is not None:
             await self.semantic.learn(sem.probe, vec, key, expires_at)
+
+    def _remember(self, request_id: str, key: str, expires_at: float) -> None:
+        """Which entry answered (or was written by) a request, for as long as the entry lives, so
+        negative feedback on that request can evict it (on every replica, with Redis)."""
+        ttl = expires_at - self._clock()
+        if isinstance(self.store, MemoryStore):
+            self.store.put_now(ANSWERED + request_id, key.encode(), ttl)
+        else:
+            self._spawn(self.store.put(ANSWERED + request_id, key.encode(), ttl))
+
+    async def evict_answer(self, request_id: str) -> bool:
+        """Drop the cached answer a request got or wrote (negative feedback on it). True if an
+        entry was dropped; a store that cannot be reached raises ServiceUnavailable."""
+        key = await self.store.get(ANSWERED + request_id)
+        if key is None:
+            return False
+        await self.store.delete(ANSWERED + request_id)
+        return await self.store.delete(key.decode())
 
     def _spawn(self, write: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(write)
@@ -325,8 +356,9 @@ class ResponseCache:
     async def close(self) -> None:
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
-        await self.store.close()
-        if self.semantic is not None:
+        if not self._store_handed:
+            await self.store.close()
+        if self.semantic is not None and not self._semantic_handed:
             await self.semantic.close()
 
 
@@ -341,3 +373,9 @@ class _Write:
 def _embedding_usage(resp: EmbeddingResponse) -> Usage:
     u = resp.usage
     return Usage(prompt_tokens=u.prompt_tokens, total_tokens=u.total_tokens or u.prompt_tokens)
+
+
+def _mark(ctx: RequestContext, outcome: str) -> None:
+    """Say on the response what the cache did, and count it (``sluice_cache_lookups_total``)."""
+    ctx.response_headers[HEADER] = outcome
+    METRICS.cache_lookup(ctx.route, outcome.replace("-", "_"))

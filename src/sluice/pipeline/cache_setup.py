@@ -54,13 +54,23 @@ def answer_pricer(prices: PriceBook, provider_types: Mapping[str, str]) -> Answe
 
 
 async def open_cache(
-    config: Config, prices: PriceBook, provider_types: Mapping[str, str], upstream: tuple[Embed, Accounting]
-) -> ResponseCache:
+    config: Config, prices: PriceBook, provider_types: Mapping[str, str], upstream: tuple[Embed, Accounting],
+    previous: ResponseCache | None = None,
+) -> ResponseCache:  # fmt: skip
     """The cache the policy asks for; the local embedder's model is loaded here, off the loop.
-    ``upstream`` (the router's embeddings call, and accounting) serves ``embedder: {model: NAME}``."""
-    return await _open(
-        config.cache, config.routes, config.state.url, answer_pricer(prices, provider_types), upstream
-    )
+    ``upstream`` (the router's embeddings call, and accounting) serves ``embedder: {model: NAME}``.
+    On a reload (``previous``) with the same ``cache:`` settings, the entries carry over: the new
+    policy's cache takes the old one's store (and its local embedder's index), so the answers of
+    routes whose cache key is unchanged are still served."""
+    cost = answer_pricer(prices, provider_types)
+    if previous is not None and previous.config == config.cache:
+        semantic = previous.semantic if config.cache.semantic.embedder == "local" else None
+        if semantic is None and _semantic_routes(config.cache, config.routes):
+            semantic = (await _open(config.cache, config.routes, config.state.url, cost, upstream)).semantic
+        carried = ResponseCache(config.cache, config.routes, previous.store, cost, semantic=semantic)
+        previous.hand_over(keep_semantic=semantic is previous.semantic)
+        return carried
+    return await _open(config.cache, config.routes, config.state.url, cost, upstream)
 
 
 async def _open(

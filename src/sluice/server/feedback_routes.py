@@ -13,7 +13,7 @@ import json
 import time
 
 from sluice.errors import BadRequest, NotFound, SluiceError
-from sluice.routing.feedback import GROUP_BY, summarise, validate
+from sluice.routing.feedback import GROUP_BY, negative, summarise, validate
 from sluice.schema.openai import encode
 from sluice.server.admin_routes import _check_admin
 from sluice.server.dispatch import RouteTable
@@ -46,8 +46,9 @@ async def feedback(request: Request) -> Response:
         )  # fmt: skip
         await svc.store.insert_feedback(row)
         svc.router.adaptive.observe(row)  # counts at once here; other replicas read it from the store
-        # Hook: once the response cache exists, a report with routing.feedback.negative(...) true
-        # evicts the cached answer of row.request_id here.
+        metric = svc.config.feedback.metrics[report.metric]
+        if svc.cache is not None and negative(metric, value):
+            await svc.cache.evict_answer(row.request_id)  # a bad answer is never served again
     except SluiceError as exc:
         return error_response(exc, None)
     body = {"object": "feedback", "request_id": row.request_id, "metric": row.metric, "value": report.value,

@@ -33,6 +33,7 @@ from sluice.telemetry.labels import (
     LEVELS,
     LIMITS,
     NONE,
+    RELOAD_OUTCOMES,
     Vocabulary,
     bounded,
 )
@@ -179,6 +180,11 @@ class GatewayMetrics:
         )
         self.guardrails = r.counter("sluice_guardrail_verdicts_total", "Guardrail verdicts.",
                                     ("guardrail", "stage", "verdict"))  # fmt: skip
+        self.reloads = r.counter(
+            "sluice_policy_reloads_total",
+            "Policy reloads, by outcome (applied, unchanged, refused).",
+            ("outcome",),
+        )
         self.state_errors = r.counter(
             "sluice_state_errors_total", "Failed calls to the shared state backend.", ("backend",)
         )
@@ -271,6 +277,9 @@ class GatewayMetrics:
         self._series = {}
 
     # ------------------------------------------------------------------ events
+    def policy_reload(self, outcome: str) -> None:
+        self.reloads.inc((bounded(outcome, RELOAD_OUTCOMES),))
+
     def cache_lookup(self, route: str | None, outcome: str) -> None:
         self.cache.inc((self.vocab.route(route), bounded(outcome, CACHE_OUTCOMES)))
 

@@ -48,6 +48,7 @@ def vocabulary(config: Config, providers: Mapping[str, ProviderConfig]) -> Vocab
     return Vocabulary.of(
         teams=config.teams, routes=(r.name for r in config.routes), models=config.models,
         served_models=(t.model for m in config.models.values() for t in m.targets), providers=providers,
+        guardrails=config.guardrails,
     )  # fmt: skip
 
 
