@@ -4,6 +4,9 @@
 store, key, per-key rpm limit, request log) with the upstream call replaced by an in-memory
 answer, then drives ``POST /v1/chat/completions`` through the real dispatcher N times and reports
 the main thread's CPU microseconds per request. ``--profile`` prints cProfile's top entries.
+``--responses`` drives the same conversation through ``POST /v1/responses`` instead (``store``
+true, so each answer is also kept for ``previous_response_id``); ``--no-store`` with it sends
+``store: false``.
 What it leaves out (socket reads and writes, the event loop's I/O) is what ``lean`` measures in
 the full benchmark's notes. Never part of the test run.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import json
 import os
 import pstats
 import sys
@@ -63,6 +67,18 @@ async def _answer(self: Any, req: Any, deadline: Any) -> UpstreamResponse:
     return UpstreamResponse(200, {"content-type": "application/json"}, _BODY)
 
 
+def _responses_body() -> bytes:
+    """The chat payload as a Responses request: system → instructions, turns → input items."""
+    chat = json.loads(payloads.chat_request())
+    system, *turns = chat["messages"]
+    body = {
+        "model": chat["model"], "instructions": system["content"], "input": turns,
+        "temperature": chat["temperature"], "max_output_tokens": chat["max_tokens"], "user": chat["user"],
+        "store": "--no-store" not in sys.argv,
+    }  # fmt: skip
+    return json.dumps(body).encode()
+
+
 async def run(n: int, profile: bool) -> None:
     client.Transport.send = _answer  # type: ignore[method-assign]
     os.environ.setdefault("BENCH_MICRO_KEY", "sk-upstream")
@@ -73,7 +89,8 @@ async def run(n: int, profile: bool) -> None:
             await svc.store.create_key(replace(record, rpm=None if os.environ.get("NO_RPM") else 10**9))
             await svc.keys.reload(force=True)
             state = ServerState(svc, dispatcher(), max_body=config.server.max_body_bytes)
-            body = payloads.chat_request()
+            path = "/v1/responses" if "--responses" in sys.argv else "/v1/chat/completions"
+            body = payloads.chat_request() if path.endswith("completions") else _responses_body()
             headers = {
                 "host": "127.0.0.1", "content-type": "application/json", "accept": "application/json",
                 "user-agent": "OpenAI/Python 1.54.0", "authorization": f"Bearer {secret}",
@@ -83,7 +100,7 @@ async def run(n: int, profile: bool) -> None:
 
             async def one() -> None:
                 req = Request(
-                    conn, svc, "POST", "/v1/chat/completions", dict(headers), keep_alive=True, http11=True,
+                    conn, svc, "POST", path, dict(headers), keep_alive=True, http11=True,
                     max_body=state.max_body,
                 )  # fmt: skip
                 req.feed(body)

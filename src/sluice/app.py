@@ -59,6 +59,7 @@ from sluice.server import (
     metrics_routes,
     openai_routes,
     ops_routes,
+    responses_routes,
     stats_routes,
 )
 from sluice.server.dispatch import Dispatcher, RouteTable
@@ -68,6 +69,7 @@ from sluice.store.base import Store, StoreUnavailable, create_store, store_locat
 from sluice.store.journal import Journal, JournalLocked
 from sluice.store.keys import resolve_hmac_key
 from sluice.store.reports import ReportScheduler
+from sluice.store.responses import open_response_store
 from sluice.store.retention import Upkeep
 from sluice.store.sqlite import sqlite_path
 from sluice.store.writer import RecordWriter
@@ -113,6 +115,7 @@ def route_tables() -> list[RouteTable]:
         manage_routes.routes,
         insight_routes.routes,
         console_routes.routes,
+        responses_routes.routes,
     ]
 
 
@@ -327,6 +330,11 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
     key_secret = config.server.key_secret.reveal() if config.server.key_secret else None
     hmac_key = resolve_hmac_key(config.store.url, key_secret)
     writer = await _start_writer(config, store)
+    responses = open_response_store(config.store.url, config.store.responses_retention_days)
+    try:
+        await responses.start()
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable(f"cannot start: {exc}") from None
     keys = KeyCache(store, hmac_key, config.teams, config.store.key_refresh_s)
     await keys.start()
     upkeep = Upkeep(store, config.store.retention_days)
@@ -337,7 +345,7 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
     svc = Services(
         config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=policy.router,
         accounting=policy.accounting, pipeline=policy.pipeline, limiter=policy.limiter, tokens=shared.tokens,
-        started_at=int(time.time()), policy_version=version, metrics=start_metrics(),
+        started_at=int(time.time()), policy_version=version, metrics=start_metrics(), responses=responses,
     )  # fmt: skip
     install(svc, policy)
     reloader = Reloader(
@@ -356,6 +364,7 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
         await keys.stop()
         await retire(reloader.policy)
         await writer.close(timeout_s=config.server.shutdown_grace_s)
+        await responses.close()
         await stop_telemetry(svc.metrics)
         await shared.state.close()
         await shared.transport.close()

@@ -60,6 +60,10 @@ def restart_required(running: Config, new: Config) -> list[str]:
         "store.batch_size": (r.store.batch_size, n.store.batch_size),
         "store.queue_size": (r.store.queue_size, n.store.queue_size),
         "store.key_refresh_s": (r.store.key_refresh_s, n.store.key_refresh_s),
+        "store.responses_retention_days": (
+            r.store.responses_retention_days,
+            n.store.responses_retention_days,
+        ),
         "state.url": (r.state.url, n.state.url),
         "state.on_outage": (r.state.on_outage, n.state.on_outage),
         "limits.state_timeout_s": (r.limits.state_timeout_s, n.limits.state_timeout_s),

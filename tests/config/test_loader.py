@@ -44,6 +44,7 @@ def test_loads_and_hides_secrets(tmp_path: Path) -> None:
         ({"teams": {"t": {"models": ["ghost"]}}}, "$.teams.t.models[0]"),
         ({"server": {"workers": 2}}, "redis"),
         ({"limits_typo": {}}, "limits_typo"),
+        ({"store": {"responses_retention_days": 0}}, "$.store.responses_retention_days"),
     ],
 )
 def test_errors_name_the_path(data: dict[str, object], needle: str) -> None:

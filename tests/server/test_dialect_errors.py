@@ -92,7 +92,11 @@ async def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
 
 def expected_dialect(path: str) -> str:
     """Written out here, independently of the code under test."""
-    return "anthropic" if path == "/v1/messages" or path.startswith("/v1/messages/") else "openai"
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return "anthropic"
+    if path == "/v1/responses" or path.startswith("/v1/responses/"):
+        return "responses"  # the Responses API's errors are OpenAI's error object
+    return "openai"
 
 
 def assert_shape(dialect: str, status: int, body: Any, what: str) -> None:
@@ -114,6 +118,7 @@ def concrete(path: str) -> str:
     return (
         path.replace("{model:.+}", "m").replace("{key_id}", "key_x").replace("{id}", "x")
         .replace("{request_id}", "req_x").replace("{name}", "console.js")
+        .replace("{response_id}", "resp_x")
     )  # fmt: skip
 
 
@@ -153,6 +158,19 @@ UNAUTHENTICATED = {
 async def test_route_list_covers_both_dialects() -> None:
     paths = {p for _, p, _ in all_routes()}
     assert {"/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/admin/keys"} <= paths
+    assert {
+        ("POST", "/v1/responses"),
+        ("GET", "/v1/responses/resp_x"),
+        ("DELETE", "/v1/responses/resp_x"),
+    } <= {(m, p) for m, p, api in all_routes() if api}
+
+
+async def test_each_path_is_owned_by_its_dialect() -> None:
+    routes = dispatcher()
+    for method, path, _api in all_routes():
+        assert routes.dialect_of(path).name == expected_dialect(path), (method, path)
+    for path in ["/v1/responses/resp_x/input_items", "/v1/responsesx", "/v1/messages/batches"]:
+        assert routes.dialect_of(path).name == expected_dialect(path), path
 
 
 async def test_every_path_answers_every_error_class_in_its_dialect(live: Live) -> None:
@@ -204,6 +222,9 @@ async def test_unknown_paths_belong_to_the_dialect_of_their_prefix(live: Live) -
         ("/v1/messages/batches", "anthropic"),
         ("/v1/messages/batches/abc/results", "anthropic"),
         ("/v1/messagesx", "openai"),
+        ("/v1/responses/resp_x/input_items", "responses"),
+        ("/v1/responses/resp_x/cancel", "responses"),
+        ("/v1/responsesx", "openai"),
         ("/v1/nosuch", "openai"),
         ("/nosuch", "openai"),
         ("/admin/nosuch", "openai"),
@@ -230,7 +251,7 @@ async def test_a_request_arriving_while_draining_is_still_answered(
 
 
 async def test_errors_of_api_routes_carry_the_request_id(live: Live) -> None:
-    for path in ["/v1/chat/completions", "/v1/messages"]:
+    for path in ["/v1/chat/completions", "/v1/messages", "/v1/responses"]:
         status, headers, _ = await live.send(
             request("POST", path, headers={"content-type": "application/json"}, body=b"{}")
         )
@@ -258,3 +279,28 @@ async def test_anthropic_errors_are_typed_by_status(live: Live) -> None:
         got, _, body = await live.send(raw)
         assert got == status
         assert body["error"]["type"] == want[status], (status, body)
+
+
+async def test_responses_errors_raised_by_its_handlers(live: Live) -> None:
+    """What the Responses routes raise themselves is rendered by the dispatcher, in OpenAI's shape,
+    with the request's id."""
+    ok = {**auth(live, "/v1/responses"), "content-type": "application/json"}
+    post = b'{"model": "m", "input": "hi", "previous_response_id": "resp_gone"}'
+    cases = [
+        (request("GET", "/v1/responses/resp_gone", headers=ok), 404, "response_id", None),
+        (request("GET", "/v1/responses/resp_gone?stream=true", headers=ok), 400, "stream", None),
+        (request("DELETE", "/v1/responses/resp_gone", headers=ok), 404, "response_id", None),
+        (request("POST", "/v1/responses", headers=ok, body=post), 404, "previous_response_id",
+         "previous_response_not_found"),
+        (request("POST", "/v1/responses", headers=ok, body=b'{"model": "m", "input": "x", "background": true}'),
+         400, "background", None),
+    ]  # fmt: skip
+    for raw, status, param, code in cases:
+        got, headers, body = await live.send(raw)
+        label = raw.split(b"\r\n")[0].decode()
+        assert got == status, (label, body)
+        assert headers["x-request-id"].startswith("req_"), label
+        assert_shape("responses", got, body, label)
+        assert body["error"]["param"] == param, (label, body)
+        if code is not None:
+            assert body["error"]["code"] == code, (label, body)

@@ -65,6 +65,8 @@ class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     queue_size: int = 200_000
     #: How often each replica re-reads keys (revocations by another replica or the CLI).
     key_refresh_s: float = 1.0
+    #: Stored Responses API answers (``store: true``) are kept this long, then purged.
+    responses_retention_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     #: Append each finished record to a local journal before the answer is sent (a kill -9 loses none).
     journal: bool = True
     #: Days request records are kept (None: for ever). PostgreSQL drops whole day partitions.

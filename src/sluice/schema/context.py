@@ -13,7 +13,7 @@ from sluice.errors import SluiceError
 from sluice.schema.chat import ChatChunk, ChatRequest, ChatResponse, Usage
 from sluice.schema.embeddings import EmbeddingRequest, EmbeddingResponse
 
-Dialect: TypeAlias = Literal["openai", "anthropic"]
+Dialect: TypeAlias = Literal["openai", "anthropic", "responses"]
 Endpoint: TypeAlias = Literal["chat", "embeddings"]
 
 
@@ -121,6 +121,9 @@ class RequestContext:
     response_body: str | None = None
     #: Extra headers for the caller's response (x-ratelimit-*, ...), set by middlewares.
     response_headers: dict[str, str] = field(default_factory=dict)
+    #: The caller's dialect's own state for this request, set when it parses the body (the
+    #: Responses API's response frame and conversation); nothing below the server reads it.
+    dialect_state: object = None
     #: Residency requirements the request itself stated (x-sluice-require / metadata.require).
     require: Requirements = ()
     #: The caller's W3C ``traceparent`` header, if any: continued by tracing, passed upstream.

@@ -16,6 +16,7 @@ from sluice.pipeline.cache import ResponseCache
 from sluice.routing.router import Router
 from sluice.schema.context import CallNext
 from sluice.store.base import Store
+from sluice.store.responses import ResponseStore
 from sluice.store.writer import RecordWriter
 from sluice.telemetry.workers import SnapshotPublisher
 
@@ -45,6 +46,8 @@ class Services:
     pipeline: CallNext
     limiter: Limiter
     tokens: TokenCounter
+    #: Stored Responses API answers (``previous_response_id``, ``GET /v1/responses/{id}``).
+    responses: ResponseStore | None = None
     started_at: int = 0
     cache: ResponseCache | None = None
     draining: bool = field(default=False)
