@@ -217,3 +217,29 @@ def test_langfuse_preset_sends_generations_to_its_otlp_endpoint(
         server["sluice.cost_usd"]
     )
     assert next(s for s in spans if s.kind == CLIENT).attributes["langfuse.observation.type"] == "span"
+
+
+def test_payloads_reach_a_span_only_as_logging_payloads_stores_them(
+    tmp_path: Path, fake_upstream: FakeOpenAI, receiver: OtlpReceiver
+) -> None:
+    config = _traced(tmp_path, fake_upstream.base_url, receiver.url).replace(
+        "logging:\n", "logging:\n  payloads: redacted\n", 1
+    )
+    if "payloads: redacted" not in config:
+        config += "logging:\n  payloads: redacted\n"
+    g = make_gateway(tmp_path, config)
+    g.env["TEST_TENANT"] = "tenant-7"
+    g.create_key("eng")
+    g.start()
+    try:
+        trace_id = secrets.token_hex(16)
+        _client(g).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "mail bob@example.com please"}],
+            extra_headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+        )  # fmt: skip
+        server = next(s for s in _trace(receiver, trace_id, 2) if s.kind == SERVER)
+    finally:
+        g.stop()
+    sent = server.attributes["gen_ai.input.messages"]
+    assert "mail" in sent and "bob@example.com" not in sent and "[EMAIL_1]" in sent
+    assert "bob@example.com" not in str(server.attributes.get("gen_ai.output.messages", ""))

@@ -39,6 +39,7 @@ from sluice.schema.chat import ChatChunk, ChatResponse, Usage
 from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
 from sluice.telemetry.metrics import METRICS
+from sluice.telemetry.tracing import note_cache
 
 if TYPE_CHECKING:  # NumPy is needed only by the semantic cache (the 'semantic' extra)
     from sluice.cache.embedders import Vector
@@ -379,3 +380,4 @@ def _mark(ctx: RequestContext, outcome: str) -> None:
     """Say on the response what the cache did, and count it (``sluice_cache_lookups_total``)."""
     ctx.response_headers[HEADER] = outcome
     METRICS.cache_lookup(ctx.route, outcome.replace("-", "_"))
+    note_cache(ctx, outcome)

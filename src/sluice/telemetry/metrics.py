@@ -75,6 +75,9 @@ class RequestFacts(Protocol):
     latency_ms: float
     ttft_ms: float | None
     shadow_of: str | None
+    #: ``logging.payloads``: the bodies as the record keeps them (redacted unless ``full``), or None.
+    request_body: str | None
+    response_body: str | None
 
 
 def status_class(status: int | None) -> str:

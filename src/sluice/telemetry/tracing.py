@@ -298,6 +298,12 @@ class Tracing:
             attrs["sluice.cache"] = rt.cache
         if r.ttft_ms is not None:
             attrs["sluice.ttft_ms"] = round(r.ttft_ms, 3)
+        # Prompts and answers only as logging.payloads stores them: redacted by every PII and
+        # secrets detector, or whole with `full`; with `none` (the default) never.
+        if r.request_body is not None:
+            attrs["gen_ai.input.messages"] = r.request_body
+        if r.response_body is not None:
+            attrs["gen_ai.output.messages"] = r.response_body
         chat = ctx.chat
         if chat is not None:
             _request_params(attrs, chat.max_tokens, chat.temperature, chat.top_p)
