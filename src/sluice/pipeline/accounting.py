@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import msgspec
 
 from sluice.errors import SluiceError
-from sluice.pricing import PriceBook, cost, from_nano_usd, to_nano_usd
+from sluice.pricing import Price, PriceBook, cost, from_nano_usd, to_nano_usd
 from sluice.schema.chat import ChatChunk, ChatResponse, CompletionTokensDetails, PromptTokensDetails, Usage
 from sluice.schema.context import CallNext, ChunkStream, RequestContext, Result
 from sluice.schema.embeddings import EmbeddingResponse
@@ -49,6 +49,8 @@ class Accounting:
         self._prices = prices
         self._provider_types = provider_types
         self._log_access = log_access
+        #: Each price's rates as the record keeps them, by the price's identity (kept alive here).
+        self._rates: dict[int, tuple[Price, dict[str, str]]] = {}
 
     async def middleware(self, ctx: RequestContext, call_next: CallNext) -> Result:
         rt = TRACING.begin(ctx)
@@ -132,7 +134,10 @@ class Accounting:
         ref: dict[str, object] = {"model": model, "provider": provider}
         if price is None:
             return None, ref | {"source": "unpriced"}
-        ref |= {"source": price.source, "effective_from": price.effective_from, "rates": price.rates()}
+        rates = self._rates.get(id(price))
+        if rates is None:  # a price book's prices live as long as it: format each one's rates once
+            rates = self._rates[id(price)] = (price, price.rates())
+        ref |= {"source": price.source, "effective_from": price.effective_from, "rates": rates[1]}
         return to_nano_usd(cost(usage, price)), ref
 
     def _bill(self, ctx: RequestContext) -> _Bill:
