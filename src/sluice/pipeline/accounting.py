@@ -154,8 +154,8 @@ class Accounting:
         refs: list[dict[str, object]] = []
         for a in billed:
             assert a.usage is not None
-            a.cost_nusd, a.price = self._charge(a.model, a.provider, a.usage, ctx.started_wall)
-            refs.append(a.price)
+            a.cost_nusd, ref = self._charge(a.model, a.provider, a.usage, ctx.started_wall)
+            refs.append(ref)  # kept once, in the record's prices (in attempt order), not per attempt
             total = None if total is None or a.cost_nusd is None else total + a.cost_nusd
         estimated = any(a.estimated for a in billed)
         if len(billed) == 1:

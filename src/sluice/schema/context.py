@@ -50,9 +50,8 @@ class Attempt:
     usage: Usage | None = None
     estimated: bool = False
     #: Filled in by accounting from ``usage`` and the price in force: the exact cost in nano-USD
-    #: (None = unpriced), and the price it was charged at (``source`` and per-token ``rates``).
+    #: (None = unpriced). The price it was charged at is in the record's ``prices``, in attempt order.
     cost_nusd: int | None = None
-    price: dict[str, object] | None = None
     #: The provider's own id for this call (its request-id header, else the answer's id), so the
     #: ledger joins exactly with a provider's usage export.
     upstream_id: str | None = None
