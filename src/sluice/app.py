@@ -22,11 +22,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import msgspec
 
-from sluice.config.loader import policy_version
+from sluice.boot import (
+    DEMO_BASE_URL,
+    DemoUpstream,
+    file_version,
+    policy_counts_tokens,
+    start_demo,
+    start_writer,
+)  # fmt: skip
 from sluice.config.model import Config, ProviderConfig
 from sluice.errors import ServiceUnavailable
 from sluice.limits import Limiter, LimitState, LogAlerts, WebhookAlerts, open_state
@@ -66,28 +72,16 @@ from sluice.server.dispatch import Dispatcher, RouteTable
 from sluice.server.services import Services
 from sluice.server.tls import server_context
 from sluice.store.base import Store, StoreUnavailable, create_store, store_location
-from sluice.store.journal import Journal, JournalLocked
 from sluice.store.keys import resolve_hmac_key
 from sluice.store.reports import ReportScheduler
 from sluice.store.responses import open_response_store
 from sluice.store.retention import Upkeep
-from sluice.store.sqlite import sqlite_path
 from sluice.store.writer import RecordWriter
 from sluice.telemetry.wiring import bind_policy_metrics, start_metrics, start_tracing, stop_telemetry
 from sluice.transport.client import PoolSettings, Transport
 from sluice.transport.webhook import Webhook
 
 log = logging.getLogger("sluice")
-
-#: ``base_url: builtin:demo`` points a provider at the in-process demo upstream.
-DEMO_BASE_URL = "builtin:demo"
-
-
-class DemoUpstream(Protocol):
-    @property
-    def base_url(self) -> str: ...
-
-    async def stop(self) -> None: ...
 
 
 def validate(config: Config) -> None:
@@ -121,26 +115,6 @@ def route_tables() -> list[RouteTable]:
 
 def dispatcher() -> Dispatcher:
     return Dispatcher(*route_tables())
-
-
-def _log_base(config: Config) -> Path:
-    """Where the spool and the journal live: beside a SQLite database, else in the working
-    directory (processes sharing it each take a journal slot of their own)."""
-    if config.store.url.startswith("sqlite:") and sqlite_path(config.store.url) != ":memory:":
-        return Path(sqlite_path(config.store.url))
-    return Path("sluice-records")
-
-
-def _spool_path(config: Config) -> Path:
-    base = _log_base(config)
-    return base.with_name(base.name + ".spool.jsonl")
-
-
-def _journal(config: Config) -> Journal | None:
-    url = config.store.url
-    if not config.store.journal or (url.startswith("sqlite:") and sqlite_path(url) == ":memory:"):
-        return None  # an in-memory database dies with the process anyway
-    return Journal(_log_base(config))
 
 
 @dataclass(slots=True)
@@ -199,7 +173,7 @@ async def build_policy(config: Config, version: str, shared: Shared, previous: P
     )  # fmt: skip
     limiter, alerts = _limiter(config, shared.state, shared.transport)
     start_tracing(config, {n: a.type for n, a in adapters.items()})
-    if _policy_counts_tokens(config):
+    if policy_counts_tokens(config):
         # Loaded up front when the policy needs token counts; otherwise on first need (a key
         # with a token limit or budget), off the event loop. Each encoding costs ~70 MB.
         await asyncio.get_running_loop().run_in_executor(None, shared.tokens.preload)
@@ -288,7 +262,7 @@ async def _resolve_demo(config: Config, shared: Shared) -> dict[str, ProviderCon
     if not any(p.base_url == DEMO_BASE_URL for p in providers.values()):
         return providers
     if shared.demo is None:
-        shared.demo = await _start_demo()
+        shared.demo = await start_demo()
     base = shared.demo.base_url
     return {n: msgspec.structs.replace(p, base_url=base) if p.base_url == DEMO_BASE_URL else p
             for n, p in providers.items()}  # fmt: skip
@@ -329,7 +303,7 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
     log.info("database: %s", store_location(config.store.url))
     key_secret = config.server.key_secret.reveal() if config.server.key_secret else None
     hmac_key = resolve_hmac_key(config.store.url, key_secret)
-    writer = await _start_writer(config, store)
+    writer = await start_writer(config, store)
     responses = open_response_store(config.store.url, config.store.responses_retention_days)
     try:
         await responses.start()
@@ -340,7 +314,7 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
     upkeep = Upkeep(store, config.store.retention_days)
     upkeep.start()
     shared = Shared(store, writer, keys, Transport(), open_state(config.state, config.limits), TokenCounter())
-    version = await _file_version(policy_path)
+    version = await file_version(policy_path)
     policy = await build_policy(config, version, shared, None)
     svc = Services(
         config=config, store=store, writer=writer, keys=keys, hmac_key=hmac_key, router=policy.router,
@@ -374,36 +348,6 @@ async def running(config: Config, *, policy_path: Path | None = None) -> AsyncIt
         log.info("stopped: %d request records written, %d spooled", writer.written, writer.spooled)
 
 
-async def _start_writer(config: Config, store: Store) -> RecordWriter:
-    writer = RecordWriter(
-        store, _spool_path(config), flush_interval_s=config.store.flush_interval_s,
-        batch_size=config.store.batch_size, queue_size=config.store.queue_size, journal=_journal(config),
-    )  # fmt: skip
-    try:
-        await writer.start()  # replays what a crash left in the journal
-    except JournalLocked as exc:
-        await store.close()
-        raise ServiceUnavailable(f"cannot start: {exc}") from None
-    return writer
-
-
-async def _file_version(path: Path | None) -> str:
-    if path is None:
-        return "inline"  # started in-process, without a policy file (tests)
-    return policy_version(await asyncio.get_running_loop().run_in_executor(None, path.read_bytes))
-
-
-def _policy_counts_tokens(config: Config) -> bool:
-    limits = [t.rate_limit for t in config.teams.values()] + list(config.limits.providers.values())
-    limits.extend(r.rate_limit for r in config.routes)
-    budgets = [t.budget for t in config.teams.values()]
-    users = config.limits.users
-    if users is not None:
-        limits.append(users.rate_limit)
-        budgets.append(users.budget)
-    return any(r is not None and r.tpm is not None for r in limits) or any(b is not None for b in budgets)
-
-
 def _limiter(
     config: Config, state: LimitState, transport: Transport
 ) -> tuple[Limiter, LogAlerts | WebhookAlerts]:
@@ -416,17 +360,3 @@ def _limiter(
             Webhook(transport, "alerts", hook.reveal(), timeout_s=config.alerts.timeout_s).post
         )
     return Limiter(state, config.limits, alerts=alerts), alerts
-
-
-async def _start_demo() -> DemoUpstream:
-    """The built-in demo upstream, imported only when a policy asks for it (``builtin:demo``)."""
-    try:
-        from sluice.testing.fake_openai import FakeOpenAI
-    except ImportError as exc:  # aiohttp is not a dependency of the gateway itself
-        raise ServiceUnavailable(
-            f"cannot start the built-in demo upstream ({exc.name} is not installed): "
-            "pip install 'sluice-gateway[demo]', or point the provider at a real base_url"
-        ) from None
-    demo = await FakeOpenAI(label="[sluice demo upstream] ", keep_requests=False).start()
-    log.warning("serving the built-in DEMO upstream at %s (echoes prompts; not a real model)", demo.base_url)
-    return demo
