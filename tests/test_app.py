@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sluice.app import _start_demo, dispatcher, running
+from sluice.app import dispatcher, running
+from sluice.boot import start_demo
 from sluice.config.loader import parse_config
 from sluice.errors import ServiceUnavailable
 from sluice.server.wire import Request, Response
@@ -21,7 +22,7 @@ async def test_the_demo_needs_aiohttp_and_says_how_to_get_it(monkeypatch: pytest
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "aiohttp", None)  # as if it were not installed
     with pytest.raises(ServiceUnavailable) as err:
-        await _start_demo()
+        await start_demo()
     assert "aiohttp is not installed" in err.value.message
     assert "pip install 'sluice-gateway[demo]'" in err.value.message
 
