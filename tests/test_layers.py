@@ -67,7 +67,7 @@ def test_imports_only_run_downward() -> None:
                 continue
             there = parts[1]
             if there == "testing":
-                # The one exception: app starts the demo upstream, imported when a policy asks for it.
+                # The one exception: boot starts the demo upstream, imported when a policy asks for it.
                 if not (here == "boot" and in_function and module == "sluice.testing.fake_openai"):
                     wrong.append(
                         f"{path.relative_to(SRC)}:{line} imports {module} (production code never imports testing/)"
